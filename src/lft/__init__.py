@@ -1,0 +1,19 @@
+"""lft: learned fine-tuners for (incongruous) few-shot learning.
+
+The pieces, left to right: a :class:`~lft.tasks.TaskFamily` samples tasks; a rule
+(:mod:`lft.rules`) fed by a gradient oracle (:mod:`lft.oracles`) fine-tunes them
+(:func:`lft.meta.trajectory`); a :class:`~lft.meta.Method` names the choices that make LFT, L2O
+or MAML; :class:`~lft.meta.MetaTrainer` meta-trains it and :func:`lft.meta.evaluate` reports it.
+"""
+
+__version__ = "0.1.0"
+
+from lft.meta import (Method, MethodConfig, MetaTrainer, TrainConfig, evaluate, preset,
+                      tune_learning_rate)
+from lft.oracles import FirstOrder, ZerothOrder
+from lft.rules import SGD, Adam, CoordinateLSTM, SignSGD, UpdateRule
+from lft.tasks import SineFamily, TaskBatch, TaskFamily
+
+__all__ = ["__version__", "Method", "MethodConfig", "MetaTrainer", "TrainConfig", "evaluate",
+           "preset", "tune_learning_rate", "FirstOrder", "ZerothOrder", "SGD", "Adam",
+           "CoordinateLSTM", "SignSGD", "UpdateRule", "SineFamily", "TaskBatch", "TaskFamily"]

@@ -1,0 +1,7 @@
+"""``python -m lft`` is the ``lft`` command."""
+
+import sys
+
+from lft.cli import main
+
+sys.exit(main())

@@ -1,0 +1,88 @@
+"""Run a set of method jobs (meta-train or tune, then evaluate), optionally in parallel.
+
+A job is a plain dict, so it can be shipped to a worker process; each job seeds its own
+generators from the run seed and its name, so the numbers do not depend on how many workers
+run or in which order.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from lft import checkpoint
+from lft.meta.evaluate import evaluate, tune_learning_rate
+from lft.meta.learners import Method, MethodConfig
+from lft.meta.trainer import MetaTrainer, TrainConfig, jsonl_logger
+from lft.tasks import build_family
+
+
+def job_key(job: dict) -> str:
+    """A file-name-safe identifier of a job, e.g. ``fo-lft``."""
+    return job["label"].lower().replace("+", "-plus-")
+
+
+def run_job(job: dict, progress: bool = True, threads: int | None = None) -> dict:
+    """Meta-train (or tune) one method and evaluate it on the held-out test tasks."""
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    family = build_family(job["family"])
+    cfg = MethodConfig.from_dict(job["method"])
+    out = Path(job["out"])
+    record: dict = {"label": job["label"], "name": cfg.name, "oracle": cfg.oracle_kind}
+    if cfg.learn_rule or cfg.learn_init:
+        train_cfg = TrainConfig(**job["train"])
+        method = Method(cfg, family, seed=train_cfg.seed)
+        log_path = out / "logs" / f"{job_key(job)}.jsonl"
+        log_path.unlink(missing_ok=True)
+        trainer = MetaTrainer(method, family, train_cfg, log=jsonl_logger(log_path))
+        trainer.train(progress=progress)
+        ckpt = checkpoint.save(out / "checkpoints" / f"{job_key(job)}.safetensors", method,
+                               family, extra={"train": job["train"],
+                                              "stats": trainer.stats.__dict__})
+        record.update(train_stats=dict(trainer.stats.__dict__), checkpoint=str(ckpt))
+    else:
+        tune = job["tune"]
+        best, scores = tune_learning_rate(cfg, family, tune["grid"], steps=job["steps"],
+                                          n_tasks=tune["tasks"], seed=job["seed"])
+        cfg.rule["lr"] = best
+        method = Method(cfg, family, seed=job["seed"])
+        record.update(tuned_lr=best, tuning_scores={str(k): v for k, v in scores.items()})
+    curves = evaluate(method, family, n_tasks=job["test_tasks"], steps=job["steps"],
+                      seed=job["test_seed"], progress=progress)
+    record["method_config"] = cfg.to_dict()
+    record["curves"] = {k: c.values.tolist() for k, c in curves.items()}
+    record["wall_time_s"] = time.perf_counter() - t0
+    return record
+
+
+def _worker(job: dict) -> dict:
+    return run_job(job, progress=False, threads=1)
+
+
+def run_jobs(jobs: list[dict], workers: int = 1, progress: bool = True) -> list[dict]:
+    """Run ``jobs``; with ``workers > 1`` in separate processes of one thread each."""
+    if workers <= 1:
+        return [run_job(j, progress=progress) for j in tqdm(jobs, desc="methods",
+                                                            disable=not progress)]
+    results: dict[int, dict] = {}
+    env_threads = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futs = {pool.submit(_worker, j): i for i, j in enumerate(jobs)}
+            for fut in tqdm(as_completed(futs), total=len(futs), desc="methods",
+                            disable=not progress):
+                results[futs[fut]] = fut.result()
+    finally:
+        if env_threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = env_threads
+    return [results[i] for i in range(len(jobs))]

@@ -1,0 +1,194 @@
+"""LFT, L2O, MAML and their hybrids as configurations of one engine.
+
+A method is four choices, nothing else:
+
+=============  ===============  ================  =========  ======================
+method         update rule      initialisation    meta-loss  learned
+=============  ===============  ================  =========  ======================
+``lft``        coordinate LSTM  random            ``D_val``  rule
+``l2o``        coordinate LSTM  random            ``D_tr``   rule (splits merged)
+``maml``       SGD, alpha=0.01  learned           ``D_val``  initialisation
+``lft+init``   coordinate LSTM  learned           ``D_val``  rule and initialisation
+``sgd/adam``   hand-designed    random            --         nothing (lr tuned)
+=============  ===============  ================  =========  ======================
+
+plus the gradient oracle (first- or zeroth-order) and the meta-training horizon. A new method
+is a new :class:`MethodConfig`, not a new code path.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import nn
+
+from lft import rules as rules_mod
+from lft.meta.initializers import LearnedInit, RandomInit
+from lft.meta.objective import Objective
+from lft.meta.unroll import trajectory
+from lft.oracles import build_oracle
+from lft.seeding import derive_seed
+from lft.seeding import generator as make_generator
+from lft.tasks.base import TaskBatch, TaskFamily
+
+DEFAULT_LSTM = {"type": "lstm", "hidden": 10, "layers": 1, "features": ["logsign", "adam"],
+                "p": 10.0,
+                "output_scale": 1.0, "bounded": True, "bias": False, "head_init": 0.1,
+                "raw_scale": 1.0}
+DEFAULT_ZO = {"type": "zo", "q": 20, "mu": 0.005, "directions": "gaussian",
+              "scheme": "antithetic", "differentiable": False}
+DEFAULT_FO = {"type": "fo", "second_order": False}
+
+
+@dataclass
+class MethodConfig:
+    """Everything that defines a fine-tuning method (JSON-serialisable).
+
+    Attributes:
+        name: label used in tables (``lft``, ``l2o``, ``maml``, ``lft+init``, ``sgd``, ...).
+        rule: update-rule configuration (see :func:`lft.rules.build`).
+        learn_rule: meta-train the rule's parameters.
+        learn_init: meta-train a shared initial optimisee (congruous tasks only).
+        oracle: gradient-oracle configuration (see :func:`lft.oracles.build_oracle`).
+        meta_split: ``"val"`` (LFT, MAML) or ``"train"`` (L2O).
+        merge_splits: L2O's convention: fine-tune and meta-update on ``D_tr + D_val``.
+        weighting: step weights ``w_k``: ``uniform``, ``linear`` or ``final``.
+        normalize: divide each task's meta-loss by its initial loss.
+        horizon: unrolled fine-tuning steps per meta-training episode.
+        truncation: steps per truncated-BPTT window (``None``: the whole horizon).
+    """
+
+    name: str = "lft"
+    rule: dict = field(default_factory=lambda: dict(DEFAULT_LSTM))
+    learn_rule: bool = True
+    learn_init: bool = False
+    oracle: dict = field(default_factory=lambda: dict(DEFAULT_FO))
+    meta_split: str = "val"
+    merge_splits: bool = False
+    weighting: str = "uniform"
+    normalize: bool = True
+    horizon: int = 20
+    truncation: int | None = None
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MethodConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown method option(s) {unknown}; known: {sorted(known)}")
+        return cls(**copy.deepcopy(d))
+
+    @property
+    def objective(self) -> Objective:
+        return Objective(self.meta_split, self.weighting, self.normalize)
+
+    @property
+    def oracle_kind(self) -> str:
+        return self.oracle.get("type", "fo")
+
+    @property
+    def label(self) -> str:
+        """Table label, e.g. ``FO-LFT`` or ``MAML``."""
+        if self.name in ("lft", "l2o", "lft+init"):
+            return f"{self.oracle_kind.upper()}-{self.name.upper()}"
+        return self.name.upper() if self.name == "maml" else self.name.capitalize()
+
+
+METHODS = ("lft", "l2o", "maml", "lft+init", "sgd", "adam", "signsgd")
+
+
+def preset(name: str, zo: bool = False, **overrides) -> MethodConfig:
+    """The paper's methods as configurations; ``overrides`` replace any field."""
+    oracle = dict(DEFAULT_ZO if zo else DEFAULT_FO)
+    if name == "lft":
+        cfg = MethodConfig(name="lft", oracle=oracle)
+    elif name == "l2o":
+        cfg = MethodConfig(name="l2o", oracle=oracle, meta_split="train", merge_splits=True)
+    elif name == "lft+init":
+        cfg = MethodConfig(name="lft+init", oracle=oracle, learn_init=True)
+    elif name == "maml":
+        if not zo:
+            oracle = {"type": "fo", "second_order": True}
+        cfg = MethodConfig(name="maml", rule={"type": "sgd", "lr": 0.01, "momentum": 0.0},
+                           learn_rule=False, learn_init=True, oracle=oracle,
+                           weighting="final", normalize=False, horizon=1)
+    elif name in ("sgd", "adam", "signsgd"):
+        cfg = MethodConfig(name=name, rule={"type": name, "lr": 0.01}, learn_rule=False,
+                           oracle=oracle, horizon=20)
+    else:
+        raise ValueError(f"unknown method {name!r}; choose from {list(METHODS)}")
+    for key, value in overrides.items():
+        if not hasattr(cfg, key):
+            raise ValueError(f"unknown method option {key!r}")
+        if isinstance(value, dict) and isinstance(getattr(cfg, key), dict):
+            value = {**getattr(cfg, key), **value}
+        setattr(cfg, key, value)
+    return cfg
+
+
+class Method(nn.Module):
+    """A configured fine-tuning method: rule + initialisation + oracle.
+
+    Its ``state_dict`` holds exactly the meta-learned parameters (and the learned
+    initialisation), which is what a checkpoint stores.
+    """
+
+    def __init__(self, config: MethodConfig, family: TaskFamily, seed: int = 0):
+        super().__init__()
+        self.config = config
+        with torch.random.fork_rng(devices=[]):  # the rule's initial phi depends on the seed only
+            torch.manual_seed(derive_seed(seed, "rule-init"))
+            self.rule = rules_mod.build(config.rule)
+        self.oracle = build_oracle(config.oracle)
+        if config.learn_init:
+            if not family.congruous or not hasattr(family, "model"):
+                raise ValueError(
+                    f"method {config.name!r} learns an initialisation, which needs congruous "
+                    f"tasks; family {family.name!r} has tasks of different shapes")
+            theta0 = family.model.init(1, make_generator(seed, "learned-init"))[0]
+            self.init = LearnedInit(theta0)
+        else:
+            self.init = RandomInit()
+        if not config.learn_rule:
+            self.rule.requires_grad_(False)
+        if config.truncation is not None and config.truncation < 1:
+            raise ValueError("truncation must be a positive number of steps or None")
+        if config.horizon < 1:
+            raise ValueError(f"horizon must be at least 1 step, got {config.horizon}")
+
+    def meta_parameters(self) -> list[nn.Parameter]:
+        """The parameters meta-training updates."""
+        params = list(self.rule.parameters()) if self.config.learn_rule else []
+        if self.config.learn_init:
+            params += list(self.init.parameters())
+        return params
+
+    def prepare(self, tasks: TaskBatch) -> TaskBatch:
+        """Apply the method's split convention (L2O merges ``D_tr`` and ``D_val``)."""
+        return tasks.merged() if self.config.merge_splits else tasks
+
+    def start(self, tasks: TaskBatch, generator: torch.Generator | None = None):
+        """Initial optimisees and rule state for a batch of tasks."""
+        theta = self.init(tasks, generator)
+        return theta, self.rule.init(theta)
+
+    @torch.no_grad()
+    def curve(self, tasks: TaskBatch, steps: int, generator: torch.Generator | None = None,
+              split: str = "test") -> dict[str, torch.Tensor]:
+        """Fine-tune on ``D_tr`` for ``steps`` steps; metrics on ``split`` at every step.
+
+        Returns ``{metric: (B, steps + 1)}`` (step 0 is the initial optimisee). At meta-test
+        time every method fine-tunes on the task's own fine-tuning set only.
+        """
+        theta, state = self.start(tasks, generator)
+        theta = theta.detach()
+        rows = [tasks.metrics(theta, split)]
+        for theta, state in trajectory(self.rule, self.oracle, tasks, theta, state, steps,
+                                       generator):
+            rows.append(tasks.metrics(theta, split))
+        return {k: torch.stack([r[k] for r in rows], dim=1) for k in rows[0]}

@@ -1,0 +1,63 @@
+"""The one interface every update rule (learned or hand-designed) implements.
+
+A rule is an ``nn.Module`` (its parameters, if any, are the meta-parameters ``phi``) with two
+pure methods, in the style of optax/torchopt:
+
+* ``init(theta) -> state``: the rule's state for an optimisee shaped like ``theta``;
+* ``update(grad, state) -> (delta, state)``: the additive update ``theta <- theta + delta``.
+
+Rules act coordinate-wise, so ``theta`` may have any shape: a flat ``(D,)`` vector, a batch of
+tasks ``(B, D)``, or one leaf of a parameter dict. :func:`tree_init` and :func:`tree_update`
+apply a rule to a dict of tensors. States are tuples of tensors so they can be detached (for
+truncated back-propagation), saved, and carried across windows.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+State = tuple[torch.Tensor, ...]
+
+
+class UpdateRule(nn.Module):
+    """Base class: maps a gradient (or estimate) and a state to an additive update."""
+
+    #: registry name used in configurations and checkpoints
+    kind: str = "rule"
+
+    def init(self, theta: torch.Tensor) -> State:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def update(self, grad: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def config(self) -> dict:
+        """The JSON-serialisable arguments that rebuild this rule (see ``lft.rules.build``)."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def step(self, theta: torch.Tensor, grad: torch.Tensor, state: State):
+        """Convenience: ``(theta + delta, state)``."""
+        delta, state = self.update(grad, state)
+        return theta + delta, state
+
+
+def detach_state(state: State) -> State:
+    """Cut the graph behind a state (truncated back-propagation through time)."""
+    return tuple(s.detach() for s in state)
+
+
+def tree_init(rule: UpdateRule, params: Mapping[str, torch.Tensor]) -> dict[str, State]:
+    """``init`` for a dict of tensors: one state per leaf."""
+    return {k: rule.init(v) for k, v in params.items()}
+
+
+def tree_update(rule: UpdateRule, grads: Mapping[str, torch.Tensor],
+                state: Mapping[str, State]) -> tuple[dict[str, torch.Tensor], dict[str, State]]:
+    """``update`` for a dict of tensors; the rule is shared by every leaf (coordinate-wise)."""
+    deltas, new_state = {}, {}
+    for k, g in grads.items():
+        deltas[k], new_state[k] = rule.update(g, state[k])
+    return deltas, new_state

@@ -1,0 +1,64 @@
+"""Input features of a coordinate-wise learned rule, computed from the raw gradient.
+
+* ``raw``: the gradient times ``scale``.
+* ``logsign``: Andrychowicz et al. (2016, App. A) with ``p``: ``(log|g|/p, sign g)`` when
+  ``|g| >= e^-p``, else ``(-1, e^p g)``; scale-free and bounded, which is what makes LSTM
+  meta-training stable across tasks whose gradients differ by orders of magnitude.
+* ``adam``: RNNprop's relative gradients (Lv et al. 2017): ``m_hat/sqrt(v_hat)`` and
+  ``g/sqrt(v_hat)``, stateful (moments carried in the rule state).
+
+Every feature is differentiable in ``g`` so second-order meta-gradients flow through it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+FEATURES = ("raw", "logsign", "adam")
+
+
+def feature_width(features: tuple[str, ...]) -> int:
+    """Number of input channels the given features produce per coordinate."""
+    width = {"raw": 1, "logsign": 2, "adam": 2}
+    unknown = [f for f in features if f not in width]
+    if unknown:
+        raise ValueError(f"unknown input feature(s) {unknown}; choose from {list(FEATURES)}")
+    return sum(width[f] for f in features)
+
+
+def feature_state(features: tuple[str, ...], theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Zero moments ``(m, v)`` and a step counter when ``adam`` features are used."""
+    if "adam" not in features:
+        return ()
+    z = torch.zeros_like(theta)
+    return (z, z.clone(), torch.zeros((), dtype=theta.dtype, device=theta.device))
+
+
+def compute_features(features: tuple[str, ...], g: torch.Tensor, fstate: tuple,
+                     p: float = 10.0, raw_scale: float = 1.0,
+                     betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    """Stack the requested features of ``g`` along a new last axis; returns ``(x, fstate)``."""
+    out = []
+    for name in features:
+        if name == "raw":
+            out.append(g * raw_scale)
+        elif name == "logsign":
+            absg = g.abs()
+            big = absg >= math.exp(-p)
+            logm = torch.log(absg.clamp_min(math.exp(-p))) / p
+            out.append(torch.where(big, logm, torch.full_like(g, -1.0)))
+            out.append(torch.where(big, torch.sign(g), g * math.exp(p)))
+        elif name == "adam":
+            m, v, t = fstate
+            t = t + 1
+            m = betas[0] * m + (1 - betas[0]) * g
+            v = betas[1] * v + (1 - betas[1]) * g * g
+            m_hat = m / (1 - betas[0] ** t)
+            v_hat = v / (1 - betas[1] ** t)
+            denom = torch.sqrt(v_hat + eps * eps)  # sqrt(v + eps^2): finite derivative at v = 0
+            out.append(m_hat / denom)
+            out.append(g / denom)
+            fstate = (m, v, t)
+    return torch.stack(out, dim=-1), fstate

@@ -1,0 +1,86 @@
+"""Hand-designed rules behind the same interface: baselines and MAML's inner loop.
+
+They are written as pure tensor functions, so they are differentiable: MAML back-propagates
+through :class:`SGD`, and a learned initialisation can be meta-trained under :class:`Adam`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lft.rules.base import State, UpdateRule
+
+
+class SGD(UpdateRule):
+    """``delta = -lr * g`` (optionally with heavy-ball momentum)."""
+
+    kind = "sgd"
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0):
+        super().__init__()
+        if lr <= 0:
+            raise ValueError(f"SGD learning rate must be positive, got {lr}")
+        self.lr, self.momentum = float(lr), float(momentum)
+
+    def config(self) -> dict:
+        return {"type": self.kind, "lr": self.lr, "momentum": self.momentum}
+
+    def init(self, theta: torch.Tensor) -> State:
+        return (torch.zeros_like(theta),) if self.momentum else ()
+
+    def update(self, grad, state):
+        if self.momentum:
+            buf = self.momentum * state[0] + grad
+            return -self.lr * buf, (buf,)
+        return -self.lr * grad, ()
+
+
+class Adam(UpdateRule):
+    """Adam (Kingma & Ba) with bias correction; ``sqrt(v + eps^2)`` keeps it twice differentiable."""
+
+    kind = "adam"
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8):
+        super().__init__()
+        if lr <= 0:
+            raise ValueError(f"Adam learning rate must be positive, got {lr}")
+        self.lr, self.beta1, self.beta2, self.eps = float(lr), float(beta1), float(beta2), float(eps)
+
+    def config(self) -> dict:
+        return {"type": self.kind, "lr": self.lr, "beta1": self.beta1, "beta2": self.beta2,
+                "eps": self.eps}
+
+    def init(self, theta):
+        z = torch.zeros_like(theta)
+        return (z, z.clone(), torch.zeros((), dtype=theta.dtype, device=theta.device))
+
+    def update(self, grad, state):
+        m, v, t = state
+        t = t + 1
+        m = self.beta1 * m + (1 - self.beta1) * grad
+        v = self.beta2 * v + (1 - self.beta2) * grad * grad
+        m_hat = m / (1 - self.beta1 ** t)
+        v_hat = v / (1 - self.beta2 ** t)
+        return -self.lr * m_hat / torch.sqrt(v_hat + self.eps ** 2), (m, v, t)
+
+
+class SignSGD(UpdateRule):
+    """``delta = -lr * sign(g)``: the PGD-style signed-gradient step."""
+
+    kind = "signsgd"
+
+    def __init__(self, lr: float = 0.01):
+        super().__init__()
+        if lr <= 0:
+            raise ValueError(f"signSGD step size must be positive, got {lr}")
+        self.lr = float(lr)
+
+    def config(self) -> dict:
+        return {"type": self.kind, "lr": self.lr}
+
+    def init(self, theta):
+        return ()
+
+    def update(self, grad, state):
+        return -self.lr * torch.sign(grad), ()

@@ -1,0 +1,23 @@
+"""Task families: what a fine-tuner is meta-trained and tested on."""
+
+from __future__ import annotations
+
+from lft.tasks.base import SPLITS, TaskBatch, TaskFamily, mse
+from lft.tasks.sine import SineFamily
+
+FAMILIES: dict[str, type[TaskFamily]] = {"sine": SineFamily}
+
+
+def build_family(config: dict) -> TaskFamily:
+    """Build a family from ``{"task": name, **kwargs}`` (what :meth:`TaskFamily.config` returns)."""
+    config = dict(config)
+    name = config.pop("task", None)
+    if name not in FAMILIES:
+        raise ValueError(f"unknown task family {name!r}; choose from {sorted(FAMILIES)}")
+    try:
+        return FAMILIES[name](**config)
+    except TypeError as e:
+        raise ValueError(f"bad options for task family {name!r}: {e}") from None
+
+
+__all__ = ["TaskBatch", "TaskFamily", "SineFamily", "FAMILIES", "build_family", "SPLITS", "mse"]

@@ -1,0 +1,26 @@
+import pytest
+import torch
+
+from lft.models import FlatModel, mlp
+from lft.tasks import SineFamily, TaskBatch
+
+torch.set_num_threads(1)
+
+
+def double_tasks(tasks: TaskBatch) -> TaskBatch:
+    """The same tasks in float64 (for finite-difference checks)."""
+    data = {k: (x.double(), y.double()) for k, (x, y) in tasks.data.items()}
+    return TaskBatch(tasks.model, data, tasks.loss_fn, tasks.metric_fns, tasks.primary_metric)
+
+
+@pytest.fixture
+def small_sine():
+    """A cheap sine family (small MLP) for gradient checks."""
+    return SineFamily(hidden=(8,))
+
+
+@pytest.fixture
+def gen():
+    g = torch.Generator()
+    g.manual_seed(1234)
+    return g
