@@ -39,6 +39,9 @@ def run_job(job: dict, progress: bool = True, threads: int | None = None) -> dic
     if cfg.learn_rule or cfg.learn_init:
         train_cfg = TrainConfig(**job["train"])
         method = Method(cfg, family, seed=train_cfg.seed)
+        if job.get("init_from"):
+            warm_start_init(method, job["init_from"])
+            record["init_from"] = job["init_from"]
         log_path = out / "logs" / f"{job_key(job)}.jsonl"
         log_path.unlink(missing_ok=True)
         trainer = MetaTrainer(method, family, train_cfg, log=jsonl_logger(log_path))
@@ -60,6 +63,17 @@ def run_job(job: dict, progress: bool = True, threads: int | None = None) -> dic
     record["curves"] = {k: c.values.tolist() for k, c in curves.items()}
     record["wall_time_s"] = time.perf_counter() - t0
     return record
+
+
+def warm_start_init(method: Method, path: str | Path) -> None:
+    """Start ``method``'s learned initialisation from the one in another checkpoint."""
+    if not method.config.learn_init:
+        raise ValueError("init_from needs a method that learns its initialisation")
+    tensors, _ = checkpoint.read(path)
+    if "init.theta0" not in tensors:
+        raise ValueError(f"{path} holds no learned initialisation to start from")
+    with torch.no_grad():
+        method.init.theta0.copy_(tensors["init.theta0"])
 
 
 def _worker(job: dict) -> dict:

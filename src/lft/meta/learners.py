@@ -96,7 +96,8 @@ class MethodConfig:
         """Table label, e.g. ``FO-LFT`` or ``MAML``."""
         if self.name in ("lft", "l2o", "lft+init"):
             return f"{self.oracle_kind.upper()}-{self.name.upper()}"
-        return self.name.upper() if self.name == "maml" else self.name.capitalize()
+        return {"maml": "MAML", "sgd": "SGD", "adam": "Adam", "signsgd": "signSGD"}.get(
+            self.name, self.name)
 
 
 METHODS = ("lft", "l2o", "maml", "lft+init", "sgd", "adam", "signsgd")

@@ -1,0 +1,99 @@
+"""Checkpoints load without executing code; the CLI reports user errors in one line."""
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from lft import checkpoint
+from lft.cli import main
+from lft.meta import Method, evaluate, preset
+from lft.tasks import SineFamily
+
+
+def test_checkpoint_round_trip(tmp_path):
+    family = SineFamily(hidden=(8,))
+    method = Method(preset("lft+init", rule={"hidden": 3}), family, seed=5)
+    path = checkpoint.save(tmp_path / "m.safetensors", method, family, extra={"note": "x"})
+    loaded, fam2, extra = checkpoint.load(path)
+    assert extra == {"note": "x"} and fam2.config() == family.config()
+    assert loaded.config == method.config
+    for k, v in method.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+    a = evaluate(method, family, n_tasks=4, steps=2, seed=1, progress=False)["mse"].values
+    b = evaluate(loaded, fam2, n_tasks=4, steps=2, seed=1, progress=False)["mse"].values
+    assert torch.equal(a, b)
+
+
+class Boom:
+    def __reduce__(self):
+        return (print, ("pickle executed",))
+
+
+def test_pickle_is_refused_not_executed(tmp_path, capsys):
+    bad = tmp_path / "evil.safetensors"
+    bad.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(checkpoint.CheckpointError, match="not a safetensors checkpoint"):
+        checkpoint.load(bad)
+    assert "pickle executed" not in capsys.readouterr().out
+
+
+def test_foreign_safetensors_file_is_refused(tmp_path):
+    from safetensors.torch import save_file
+    path = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(checkpoint.CheckpointError, match="not an lft checkpoint"):
+        checkpoint.load(path)
+
+
+def test_atomic_save_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    family = SineFamily(hidden=(8,))
+    method = Method(preset("lft", rule={"hidden": 3}), family)
+    path = checkpoint.save(tmp_path / "m.safetensors", method, family)
+    before = path.read_bytes()
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(checkpoint.os, "replace", fail)
+    with pytest.raises(OSError):
+        checkpoint.save(path, method, family)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["evaluate", "/nonexistent.safetensors"], "no checkpoint"),
+    (["train", "--iterations", "0"], "must be positive"),
+    (["train", "--method", "reptile"], "invalid choice"),
+    (["train", "--zo", "--second-order", "--iterations", "1"], "--second-order"),
+])
+def test_cli_user_errors_exit_2_in_one_line(argv, needle, capsys, tmp_path):
+    with pytest.raises(SystemExit) if needle in ("must be positive", "invalid choice") else \
+            _no_raise():
+        code = main(argv + (["--out", str(tmp_path)] if argv[0] == "train" else []))
+        assert code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_cli_train_then_evaluate(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--method", "lft", "--iterations", "2", "--meta-batch", "2",
+                 "--horizon", "3", "--out", str(out), "--quiet"]) == 0
+    assert (out / "checkpoint.safetensors").is_file()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) >= 1
+    assert json.loads((out / "config.json").read_text())["method"]["name"] == "lft"
+    assert main(["evaluate", str(out / "checkpoint.safetensors"), "--tasks", "5", "--steps",
+                 "3", "--quiet", "--json", str(tmp_path / "e.json")]) == 0
+    text = capsys.readouterr().out
+    assert "FO-LFT on sine" in text and len(json.loads((tmp_path / "e.json").read_text())[
+        "rows"]) == 4
