@@ -36,7 +36,9 @@ PROFILES: dict[str, dict] = {
               "meta_batch": 8, "maml_meta_batch": 25, "test_tasks": 500, "steps": 20,
               "tune_tasks": 200, "lr_grid": [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1],
               "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "lft+init": 3e-3, "maml": 1e-3},
-              "lr_decay": 0.1, "workers": 2},
+              "lr_decay": 0.1, "workers": 2,
+              "zo_overrides": {"lft": {"oracle": {"q": 100, "scheme": "forward"}},
+                               "l2o": {"oracle": {"q": 100, "scheme": "forward"}}}},
 }
 
 #: (method, zeroth-order?) in table order.
