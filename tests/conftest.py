@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from lft.models import FlatModel, mlp
 from lft.tasks import SineFamily, TaskBatch
 
 torch.set_num_threads(1)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lft.meta import Method, MetaTrainer, TrainConfig, preset
+from lft.meta import MetaTrainer, Method, TrainConfig, preset
 from lft.rules import RULES, build, tree_init, tree_update
 from lft.tasks import FAMILIES, build_family
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lft.meta import Method, MetaTrainer, TrainConfig, evaluate, preset, step_weights
+from lft.meta import MetaTrainer, Method, TrainConfig, evaluate, preset, step_weights
 from lft.meta.learners import MethodConfig
 from lft.tasks import SineFamily
 

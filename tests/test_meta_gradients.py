@@ -1,9 +1,9 @@
 """Meta-gradients by autograd against independent computations (float64)."""
 
 import torch
+from conftest import double_tasks
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from conftest import double_tasks
 from lft.meta.unroll import trajectory
 from lft.oracles import FirstOrder
 from lft.rules import SGD, CoordinateLSTM

@@ -8,12 +8,36 @@ or MAML; :class:`~lft.meta.MetaTrainer` meta-trains it and :func:`lft.meta.evalu
 
 __version__ = "0.1.0"
 
-from lft.meta import (Method, MethodConfig, MetaTrainer, TrainConfig, evaluate, preset,
-                      tune_learning_rate)
+from lft.meta import (
+                      MetaTrainer,
+                      Method,
+                      MethodConfig,
+                      TrainConfig,
+                      evaluate,
+                      preset,
+                      tune_learning_rate,
+)
 from lft.oracles import FirstOrder, ZerothOrder
 from lft.rules import SGD, Adam, CoordinateLSTM, SignSGD, UpdateRule
 from lft.tasks import SineFamily, TaskBatch, TaskFamily
 
-__all__ = ["__version__", "Method", "MethodConfig", "MetaTrainer", "TrainConfig", "evaluate",
-           "preset", "tune_learning_rate", "FirstOrder", "ZerothOrder", "SGD", "Adam",
-           "CoordinateLSTM", "SignSGD", "UpdateRule", "SineFamily", "TaskBatch", "TaskFamily"]
+__all__ = [
+                      "SGD",
+                      "Adam",
+                      "CoordinateLSTM",
+                      "FirstOrder",
+                      "MetaTrainer",
+                      "Method",
+                      "MethodConfig",
+                      "SignSGD",
+                      "SineFamily",
+                      "TaskBatch",
+                      "TaskFamily",
+                      "TrainConfig",
+                      "UpdateRule",
+                      "ZerothOrder",
+                      "__version__",
+                      "evaluate",
+                      "preset",
+                      "tune_learning_rate",
+]

@@ -12,7 +12,7 @@ a gradient or gradient estimate shaped like ``theta``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import torch
 
-from lft.experiments.results import (curve_rows, machine, results_document, utc_now,
-                                     write_json)
+from lft.experiments.results import curve_rows, machine, results_document, utc_now, write_json
 from lft.experiments.runner import job_key, run_jobs
 from lft.meta.evaluate import Curve
 from lft.meta.learners import preset

@@ -7,6 +7,20 @@ from lft.meta.objective import Objective, step_weights
 from lft.meta.trainer import MetaTrainer, TrainConfig, jsonl_logger
 from lft.meta.unroll import trajectory
 
-__all__ = ["Curve", "evaluate", "tune_learning_rate", "LearnedInit", "RandomInit", "METHODS",
-           "Method", "MethodConfig", "preset", "Objective", "step_weights", "MetaTrainer",
-           "TrainConfig", "jsonl_logger", "trajectory"]
+__all__ = [
+           "METHODS",
+           "Curve",
+           "LearnedInit",
+           "MetaTrainer",
+           "Method",
+           "MethodConfig",
+           "Objective",
+           "RandomInit",
+           "TrainConfig",
+           "evaluate",
+           "jsonl_logger",
+           "preset",
+           "step_weights",
+           "trajectory",
+           "tune_learning_rate",
+]

@@ -76,7 +76,7 @@ class MethodConfig:
         return copy.deepcopy(asdict(self))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MethodConfig":
+    def from_dict(cls, d: dict) -> MethodConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -170,4 +170,4 @@ def jsonl_logger(path: str | Path) -> Callable[[dict], None]:
     return log
 
 
-__all__ = ["MetaTrainer", "TrainConfig", "TrainStats", "jsonl_logger", "asdict"]
+__all__ = ["MetaTrainer", "TrainConfig", "TrainStats", "jsonl_logger"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 from torch import nn
@@ -74,4 +73,3 @@ class FlatModel:
         return torch.cat(chunks, dim=1)
 
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

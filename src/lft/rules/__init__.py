@@ -25,5 +25,17 @@ def build(config: dict) -> UpdateRule:
         raise ValueError(f"bad options for rule {kind!r}: {e}") from None
 
 
-__all__ = ["UpdateRule", "State", "CoordinateLSTM", "SGD", "Adam", "SignSGD", "RULES", "build",
-           "detach_state", "tree_init", "tree_update", "n_parameters"]
+__all__ = [
+    "RULES",
+    "SGD",
+    "Adam",
+    "CoordinateLSTM",
+    "SignSGD",
+    "State",
+    "UpdateRule",
+    "build",
+    "detach_state",
+    "n_parameters",
+    "tree_init",
+    "tree_update",
+]

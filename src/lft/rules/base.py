@@ -14,7 +14,7 @@ truncated back-propagation), saved, and carried across windows.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn

@@ -36,7 +36,7 @@ class SGD(UpdateRule):
 
 
 class Adam(UpdateRule):
-    """Adam (Kingma & Ba) with bias correction; ``sqrt(v + eps^2)`` keeps it twice differentiable."""
+    """Adam with bias correction; ``sqrt(v + eps^2)`` keeps it twice differentiable."""
 
     kind = "adam"
 
@@ -45,7 +45,8 @@ class Adam(UpdateRule):
         super().__init__()
         if lr <= 0:
             raise ValueError(f"Adam learning rate must be positive, got {lr}")
-        self.lr, self.beta1, self.beta2, self.eps = float(lr), float(beta1), float(beta2), float(eps)
+        self.lr, self.eps = float(lr), float(eps)
+        self.beta1, self.beta2 = float(beta1), float(beta2)
 
     def config(self) -> dict:
         return {"type": self.kind, "lr": self.lr, "beta1": self.beta1, "beta2": self.beta2,

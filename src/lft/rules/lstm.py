@@ -42,7 +42,8 @@ class CoordinateLSTM(UpdateRule):
         self.hidden, self.layers = int(hidden), int(layers)
         self.features = tuple(features)
         self.p, self.output_scale, self.bounded = float(p), float(output_scale), bool(bounded)
-        self.use_bias, self.head_init, self.raw_scale = bool(bias), float(head_init), float(raw_scale)
+        self.use_bias, self.head_init = bool(bias), float(head_init)
+        self.raw_scale = float(raw_scale)
         n_in = feature_width(self.features)
         self.cells = nn.ModuleList(
             nn.Linear((n_in if i == 0 else hidden) + hidden, 4 * hidden, bias=bias)

@@ -20,4 +20,4 @@ def build_family(config: dict) -> TaskFamily:
         raise ValueError(f"bad options for task family {name!r}: {e}") from None
 
 
-__all__ = ["TaskBatch", "TaskFamily", "SineFamily", "FAMILIES", "build_family", "SPLITS", "mse"]
+__all__ = ["FAMILIES", "SPLITS", "SineFamily", "TaskBatch", "TaskFamily", "build_family", "mse"]

@@ -13,8 +13,8 @@ Families whose tasks differ in shape (incongruous) return one batch per shape gr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -76,7 +76,7 @@ class TaskBatch:
         pred = self.model(theta, x)
         return {name: fn(pred, y) for name, fn in self.metric_fns.items()}
 
-    def merged(self) -> "TaskBatch":
+    def merged(self) -> TaskBatch:
         """L2O's view: the fine-tuning set is ``D_tr + D_val`` and the meta-loss reads it too."""
         (xt, yt), (xv, yv) = self.data["train"], self.data["val"]
         both = (torch.cat([xt, xv], 1), torch.cat([yt, yv], 1))

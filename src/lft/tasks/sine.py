@@ -31,7 +31,8 @@ class SineFamily(TaskFamily):
                          ("test_points", test_points)):
             if int(v) < 1:
                 raise ValueError(f"sine family needs {label} >= 1, got {v}")
-        self.shots, self.val_points, self.test_points = int(shots), int(val_points), int(test_points)
+        self.shots, self.val_points = int(shots), int(val_points)
+        self.test_points = int(test_points)
         self.amplitude, self.phase, self.x_range = tuple(amplitude), tuple(phase), tuple(x_range)
         self.hidden = tuple(hidden)
         self.model = FlatModel(mlp([1, *self.hidden, 1]))
