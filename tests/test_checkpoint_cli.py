@@ -14,7 +14,7 @@ from lft.tasks import SineFamily
 
 def test_checkpoint_round_trip(tmp_path):
     family = SineFamily(hidden=(8,))
-    method = Method(preset("lft+init", rule={"hidden": 3}), family, seed=5)
+    method = Method(preset("lft", learn_init=True, rule={"hidden": 3}), family, seed=5)
     path = checkpoint.save(tmp_path / "m.safetensors", method, family, extra={"note": "x"})
     loaded, fam2, extra = checkpoint.load(path)
     assert extra == {"note": "x"} and fam2.config() == family.config()

@@ -12,6 +12,7 @@ RULE_CONFIGS = {
     "sgd": {"type": "sgd", "lr": 0.01},
     "adam": {"type": "adam", "lr": 0.01},
     "signsgd": {"type": "signsgd", "lr": 0.01},
+    "sum": {"type": "sum", "rules": [{"type": "sgd", "lr": 0.01}, {"type": "lstm", "hidden": 3}]},
 }
 SMALL_FAMILIES = {"sine": {"task": "sine", "hidden": [8, 8], "test_points": 20}}
 
@@ -25,7 +26,7 @@ def test_every_registered_rule_and_family_is_covered():
 @pytest.mark.parametrize("rule_name", sorted(RULE_CONFIGS))
 def test_rule_fine_tunes_family(rule_name, family_name):
     family = build_family(SMALL_FAMILIES[family_name])
-    cfg = preset("lft", rule=RULE_CONFIGS[rule_name], learn_rule=rule_name == "lstm",
+    cfg = preset("lft", rule=RULE_CONFIGS[rule_name], learn_rule=rule_name in ("lstm", "sum"),
                  horizon=3)
     cfg.rule = dict(RULE_CONFIGS[rule_name])
     method = Method(cfg, family)
@@ -81,3 +82,14 @@ def test_hand_designed_rules_match_torch_optim():
             ref.step()
             th, state = ours.step(th, g, state)
         assert torch.allclose(th, p.detach(), atol=1e-5), ours
+
+
+def test_sum_with_zero_head_starts_as_its_hand_designed_part():
+    from lft.rules import SGD, Sum
+    rule = build({"type": "sum", "rules": [{"type": "sgd", "lr": 0.1},
+                                           {"type": "lstm", "hidden": 3, "head_init": 0.0}]})
+    g = torch.randn(2, 6)
+    delta, state = rule.update(g, rule.init(g))
+    assert torch.allclose(delta, -0.1 * g)
+    assert build(rule.config()).config() == rule.config()
+    assert isinstance(Sum([SGD(0.1)]).parts[0], SGD)

@@ -100,3 +100,18 @@ def test_test_tasks_are_disjoint_from_meta_training_tasks():
     train = family.sample(50, generator(0, "meta-train-tasks")).info["amplitude"]
     test = family.sample(50, generator(0, "test-tasks")).info["amplitude"]
     assert not torch.isin(test, train).any()
+
+
+def test_warm_start_copies_a_learned_initialisation(tmp_path):
+    from lft import checkpoint
+    from lft.experiments.runner import warm_start_init
+    family = small_family()
+    maml = Method(preset("maml"), family, seed=1)
+    with torch.no_grad():
+        maml.init.theta0.add_(1.0)
+    path = checkpoint.save(tmp_path / "maml.safetensors", maml, family)
+    hybrid = Method(preset("lft+init"), family, seed=2)
+    warm_start_init(hybrid, path)
+    assert torch.equal(hybrid.init.theta0, maml.init.theta0)
+    with pytest.raises(ValueError, match="learns its initialisation"):
+        warm_start_init(Method(preset("lft"), family), path)

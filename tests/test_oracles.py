@@ -20,7 +20,7 @@ def problem():
     return quadratic(a, b), theta, true
 
 
-@pytest.mark.parametrize("directions", ["gaussian", "sphere"])
+@pytest.mark.parametrize("directions", ["gaussian", "rademacher", "sphere"])
 @pytest.mark.parametrize("scheme", ["forward", "antithetic"])
 def test_zo_estimate_is_unbiased(problem, directions, scheme):
     loss, theta, true = problem

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
+DIRECTIONS = ("gaussian", "rademacher", "sphere")
 
 
 def _plain_grad(loss_fn: LossFn, theta: torch.Tensor) -> torch.Tensor:
@@ -53,8 +54,9 @@ class ZerothOrder:
     Args:
         q: directions per step.
         mu: smoothing radius.
-        directions: ``"gaussian"`` (``u ~ N(0, I)``, scale ``1/(mu q)``) or ``"sphere"``
-            (``u`` uniform on the unit sphere, scale ``D/(mu q)``).
+        directions: ``"gaussian"`` (``u ~ N(0, I)``, scale ``1/(mu q)``), ``"rademacher"``
+            (entries +-1, also ``E[u u^T] = I``, lower variance and cheaper to draw) or
+            ``"sphere"`` (``u`` uniform on the unit sphere, scale ``D/(mu q)``).
         scheme: ``"forward"`` (``q + 1`` queries) or ``"antithetic"`` (central, ``2q`` queries).
         differentiable: keep the estimate's (first-order) dependence on earlier steps in the
             meta-gradient; off by default since float32 differences of size ``mu`` are noisy.
@@ -68,8 +70,8 @@ class ZerothOrder:
             raise ValueError(f"zeroth-order oracle needs q >= 1 directions, got {q}")
         if mu <= 0:
             raise ValueError(f"smoothing radius mu must be positive, got {mu}")
-        if directions not in ("gaussian", "sphere"):
-            raise ValueError(f"directions must be 'gaussian' or 'sphere', got {directions!r}")
+        if directions not in DIRECTIONS:
+            raise ValueError(f"directions must be one of {DIRECTIONS}, got {directions!r}")
         if scheme not in ("forward", "antithetic"):
             raise ValueError(f"scheme must be 'forward' or 'antithetic', got {scheme!r}")
         self.q, self.mu = int(q), float(mu)
@@ -87,6 +89,9 @@ class ZerothOrder:
     def sample_directions(self, theta: torch.Tensor, generator: torch.Generator | None):
         """``(B, q, D)`` directions and the estimator's scale factor."""
         b, d = theta.shape
+        if self.directions == "rademacher":
+            bits = torch.randint(0, 2, (b, self.q, d), generator=generator, dtype=torch.int8)
+            return (2 * bits - 1).to(theta.dtype).to(theta.device), 1.0
         u = torch.randn(b, self.q, d, generator=generator, dtype=theta.dtype)
         u = u.to(theta.device)
         if self.directions == "sphere":

@@ -31,13 +31,13 @@ PROFILES: dict[str, dict] = {
               "tune_tasks": 50, "lr_grid": [0.001, 0.003, 0.01, 0.03],
               "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "lft+init": 3e-3, "maml": 1e-3},
               "lr_decay": 0.1, "workers": 1},
-    "paper": {"iterations": {"lft": 2500, "l2o": 2500, "lft+init": 2500, "maml": 20000},
+    "paper": {"iterations": {"lft": 3000, "l2o": 3000, "lft+init": 3000, "maml": 20000},
+              "zo_iterations": 1500,
               "meta_batch": 8, "maml_meta_batch": 25, "test_tasks": 500, "steps": 20,
               "tune_tasks": 200, "lr_grid": [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1],
               "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "lft+init": 3e-3, "maml": 1e-3},
               "lr_decay": 0.1, "workers": 2,
-              "zo_overrides": {"lft": {"oracle": {"q": 100, "scheme": "forward"}},
-                               "l2o": {"oracle": {"q": 100, "scheme": "forward"}}}},
+              "zo_oracle": {"q": 100, "scheme": "forward", "directions": "rademacher"}},
 }
 
 #: (method, zeroth-order?) in table order.
@@ -54,16 +54,18 @@ def make_jobs(profile: dict, out: Path, seed: int) -> list[dict]:
     jobs = []
     for name, zo in METHODS:
         cfg = preset(name, zo=zo, **profile.get("method_overrides", {}).get(name, {}))
-        if zo and name in profile.get("zo_overrides", {}):
-            for k, v in profile["zo_overrides"][name].items():
-                setattr(cfg, k, {**getattr(cfg, k), **v} if isinstance(v, dict) else v)
+        if zo and "zo_oracle" in profile:
+            cfg.oracle = {**cfg.oracle, **profile["zo_oracle"]}
         learned = cfg.learn_rule or cfg.learn_init
         mb = profile["maml_meta_batch"] if name == "maml" else profile["meta_batch"]
         job = {"label": cfg.label, "family": family.config(), "method": cfg.to_dict(),
                "out": str(out), "steps": profile["steps"], "test_tasks": profile["test_tasks"],
                "seed": seed, "test_seed": seed}
         if learned:
-            job["train"] = {"iterations": profile["iterations"][name], "meta_batch": mb,
+            iterations = profile["iterations"][name]
+            if zo:
+                iterations = profile.get("zo_iterations", iterations)
+            job["train"] = {"iterations": iterations, "meta_batch": mb,
                             "meta_lr": profile.get("meta_lr", {}).get(name, 1e-3),
                             "clip": 1.0, "seed": seed, "log_every": 25,
                             "lr_decay": profile.get("lr_decay", 1.0)}

@@ -111,7 +111,11 @@ def preset(name: str, zo: bool = False, **overrides) -> MethodConfig:
     elif name == "l2o":
         cfg = MethodConfig(name="l2o", oracle=oracle, meta_split="train", merge_splits=True)
     elif name == "lft+init":
-        cfg = MethodConfig(name="lft+init", oracle=oracle, learn_init=True)
+        # MAML's SGD step plus a learned LSTM correction whose head starts at zero, so the
+        # hybrid starts as exactly MAML's rule (and, warm-started, MAML's initialisation).
+        lstm = {**DEFAULT_LSTM, "head_init": 0.0}
+        cfg = MethodConfig(name="lft+init", oracle=oracle, learn_init=True,
+                           rule={"type": "sum", "rules": [{"type": "sgd", "lr": 0.01}, lstm]})
     elif name == "maml":
         if not zo:
             oracle = {"type": "fo", "second_order": True}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from lft.rules.base import State, UpdateRule, detach_state, tree_init, tree_update
+from lft.rules.combine import Sum
 from lft.rules.handcrafted import SGD, Adam, SignSGD
 from lft.rules.lstm import CoordinateLSTM, n_parameters
 
 RULES: dict[str, type[UpdateRule]] = {
-    cls.kind: cls for cls in (CoordinateLSTM, SGD, Adam, SignSGD)
+    cls.kind: cls for cls in (CoordinateLSTM, SGD, Adam, SignSGD, Sum)
 }
 
 

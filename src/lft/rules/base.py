@@ -19,7 +19,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-State = tuple[torch.Tensor, ...]
+#: A tuple of tensors, or (for combined rules) of such tuples.
+State = tuple
 
 
 class UpdateRule(nn.Module):
@@ -46,7 +47,7 @@ class UpdateRule(nn.Module):
 
 def detach_state(state: State) -> State:
     """Cut the graph behind a state (truncated back-propagation through time)."""
-    return tuple(s.detach() for s in state)
+    return tuple(detach_state(s) if isinstance(s, tuple) else s.detach() for s in state)
 
 
 def tree_init(rule: UpdateRule, params: Mapping[str, torch.Tensor]) -> dict[str, State]:
