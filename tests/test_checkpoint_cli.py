@@ -67,10 +67,13 @@ def test_atomic_save_keeps_old_file_on_failure(tmp_path, monkeypatch):
     (["train", "--iterations", "0"], "must be positive"),
     (["train", "--method", "reptile"], "invalid choice"),
     (["train", "--zo", "--second-order", "--iterations", "1"], "--second-order"),
+    (["train", "--first-order", "--second-order", "--iterations", "1"], "choose one"),
+    (["train", "--method", "lft", "--init-from", "/nonexistent", "--learn-init"],
+     "no checkpoint"),
 ])
 def test_cli_user_errors_exit_2_in_one_line(argv, needle, capsys, tmp_path):
-    with pytest.raises(SystemExit) if needle in ("must be positive", "invalid choice") else \
-            _no_raise():
+    exits = needle in ("must be positive", "invalid choice")
+    with pytest.raises(SystemExit) if exits else _no_raise():
         code = main(argv + (["--out", str(tmp_path)] if argv[0] == "train" else []))
         assert code == 2
     err = capsys.readouterr().err
@@ -97,3 +100,17 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "FO-LFT on sine" in text and len(json.loads((tmp_path / "e.json").read_text())[
         "rows"]) == 4
+
+
+def test_cli_two_stage_lft_plus_init(tmp_path):
+    from safetensors import safe_open
+    assert main(["train", "--method", "maml", "--iterations", "3", "--out",
+                 str(tmp_path / "maml"), "--quiet"]) == 0
+    maml_ckpt = tmp_path / "maml" / "checkpoint.safetensors"
+    assert main(["train", "--method", "lft", "--learn-init", "--init-from", str(maml_ckpt),
+                 "--iterations", "1", "--meta-batch", "2", "--horizon", "2", "--out",
+                 str(tmp_path / "hybrid"), "--quiet"]) == 0
+    with safe_open(str(maml_ckpt), "pt") as a, \
+            safe_open(str(tmp_path / "hybrid" / "checkpoint.safetensors"), "pt") as b:
+        moved = (a.get_tensor("init.theta0") - b.get_tensor("init.theta0")).abs().max()
+    assert 0 < moved < 0.05  # started from MAML's, then took one small meta-step

@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weighting", choices=("uniform", "linear", "final"), default=None)
     t.add_argument("--second-order", action="store_true",
                    help="keep the Hessian term of the meta-gradient (first-order oracle)")
+    t.add_argument("--first-order", action="store_true",
+                   help="drop the Hessian term (first-order MAML; the default for LFT/L2O)")
+    t.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start a learned initialisation from this checkpoint's (e.g. MAML's)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="output folder (default runs/TASK-METHOD)")
     t.add_argument("--quiet", action="store_true")
@@ -98,10 +102,13 @@ def cmd_train(a) -> int:
         overrides["weighting"] = a.weighting
     if a.learn_init:
         overrides["learn_init"] = True
-    if a.second_order:
-        if a.zo:
-            raise UserError("--second-order needs the first-order oracle; drop --zo")
-        overrides["oracle"] = {"second_order": True}
+    if a.second_order and a.first_order:
+        raise UserError("choose one of --second-order and --first-order")
+    if (a.second_order or a.first_order) and a.zo:
+        raise UserError("--second-order/--first-order choose how the gradient oracle is "
+                        "differentiated; the zeroth-order oracle (--zo) has no such choice")
+    if a.second_order or a.first_order:
+        overrides["oracle"] = {"second_order": bool(a.second_order)}
     cfg = preset(name, zo=a.zo, **overrides)
     mb = a.meta_batch or (25 if name == "maml" else 8)
     lr = a.meta_lr or (1e-3 if name == "maml" else 3e-3)
@@ -110,6 +117,9 @@ def cmd_train(a) -> int:
     out = Path(a.out or f"runs/{a.task}-{cfg.label.lower().replace('+', '-plus-')}")
     out.mkdir(parents=True, exist_ok=True)
     method = Method(cfg, family, seed=a.seed)
+    if a.init_from:
+        from lft.experiments.runner import warm_start_init
+        warm_start_init(method, a.init_from)
     log = out / "metrics.jsonl"
     log.unlink(missing_ok=True)
     trainer = MetaTrainer(method, family, tcfg, log=jsonl_logger(log))
