@@ -114,3 +114,15 @@ def test_cli_two_stage_lft_plus_init(tmp_path):
             safe_open(str(tmp_path / "hybrid" / "checkpoint.safetensors"), "pt") as b:
         moved = (a.get_tensor("init.theta0") - b.get_tensor("init.theta0")).abs().max()
     assert 0 < moved < 0.05  # started from MAML's, then took one small meta-step
+
+
+def test_cli_data_check_and_missing_data_error(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["data", "check", "mnist", "--data-dir", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "lft data download mnist" in err and "Traceback" not in err
+    if (shared / "mnist").is_dir():
+        assert main(["data", "check", "mnist", "--data-dir", str(shared)]) == 0
+        assert "60000 images of shape (28, 28, 1)" in capsys.readouterr().out

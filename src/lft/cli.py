@@ -83,7 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=_positive(int), default=None,
                    help="parallel processes (default: the profile's, at most the cores)")
     r.add_argument("--quiet", action="store_true")
+    d = sub.add_parser("data", help="image data sets: download or check them")
+    d.add_argument("action", choices=("download", "check"))
+    d.add_argument("name", choices=("mnist", "cifar10"))
+    d.add_argument("--data-dir", default=None,
+                   help="data folder (default $LFT_DATA_DIR, else the user cache folder)")
     return p
+
+
+def cmd_data(a) -> int:
+    from lft.data import download, load_source, resolve_data_dir
+
+    if a.action == "download":
+        path = download(a.name, a.data_dir, progress=True)
+        print(f"{a.name}: files verified in {path}")
+        return 0
+    splits = load_source(a.name, a.data_dir)
+    print(f"{a.name} in {resolve_data_dir(a.data_dir)}:")
+    for split, s in splits.items():
+        print(f"  {split}: {len(s)} images of shape {s.image_shape}, {len(s.classes)} classes")
+    return 0
 
 
 def cmd_train(a) -> int:
@@ -171,7 +190,8 @@ def cmd_reproduce(a) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
-    handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce}
+    handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce,
+                "data": cmd_data}
     try:
         return handlers[a.command](a)
     except (UserError, ValueError, FileNotFoundError) as e:
