@@ -93,3 +93,26 @@ def test_sum_with_zero_head_starts_as_its_hand_designed_part():
     assert torch.allclose(delta, -0.1 * g)
     assert build(rule.config()).config() == rule.config()
     assert isinstance(Sum([SGD(0.1)]).parts[0], SGD)
+
+
+def test_roles_name_weight_and_bias_of_first_middle_last_layers():
+    from lft.models import FlatModel, mlp
+    roles = FlatModel(mlp([1, 4, 3, 1])).roles
+    # first weight (4), first bias (4), middle weight (12), middle bias (3), last w (3), b (1)
+    expected = [0] * 4 + [1] * 4 + [2] * 12 + [3] * 3 + [4] * 3 + [5] * 1
+    assert roles.tolist() == expected
+
+
+def test_role_and_param_features_change_the_update():
+    rule = build({"type": "lstm", "hidden": 4, "features": ["logsign", "role", "param"],
+                  "bias": True})
+    g, theta = torch.randn(2, 6), torch.randn(2, 6)
+    roles_a, roles_b = torch.zeros(6, dtype=torch.long), torch.full((6,), 5, dtype=torch.long)
+    d_a, _ = rule.update(g, rule.init(theta, roles_a), theta)
+    d_b, _ = rule.update(g, rule.init(theta, roles_b), theta)
+    d_c, _ = rule.update(g, rule.init(theta, roles_a), theta + 1)
+    assert not torch.allclose(d_a, d_b) and not torch.allclose(d_a, d_c)
+    with pytest.raises(ValueError, match="roles"):
+        rule.init(theta)
+    with pytest.raises(ValueError, match="optimisee"):
+        rule.update(g, rule.init(theta, roles_a))

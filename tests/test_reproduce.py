@@ -27,5 +27,11 @@ def test_reproduce_figure4_quick(tmp_path, capsys):
     at0 = {r["method"]: r["mean"] for r in rows if r["step"] == 0 and r["oracle"] == "fo"}
     assert at0["maml"] < at0["sgd"]
     assert (out / "figure4.png").stat().st_size > 10_000
-    assert "FO-LFT" in (out / "table.md").read_text()
+    table = (out / "table.md").read_text()
+    assert "FO-LFT" in table and "FO-LFT − FO-L2O" in table
+    pairs = doc["config"]["paired_differences"]
+    assert {(p["a"], p["b"]) for p in pairs} >= {("FO-LFT", "FO-L2O"), ("FO-LFT+INIT", "MAML")}
+    from safetensors.torch import load_file
+    curves = load_file(str(out / "curves.safetensors"))
+    assert curves["MAML/mse"].shape == (100, 21)
     assert len(list((out / "checkpoints").glob("*.safetensors"))) == 6

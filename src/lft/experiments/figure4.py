@@ -2,8 +2,8 @@
 
 ``lft reproduce figure4 --profile quick|paper`` meta-trains FO/ZO-LFT, FO/ZO-L2O, MAML and the
 learned-initialisation hybrid ``lft+init``, tunes SGD and Adam on meta-training tasks, evaluates
-all of them on the same held-out test tasks, and writes ``results.json``, ``table.md`` and
-``figure4.png`` into the output folder.
+all of them on the same held-out test tasks, and writes ``results.json``, ``table.md``,
+``figure4.png`` and the per-task curves (``curves.safetensors``) into the output folder.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from lft.experiments.results import curve_rows, machine, results_document, utc_now, write_json
 from lft.experiments.runner import job_key, run_jobs
@@ -31,7 +32,7 @@ PROFILES: dict[str, dict] = {
               "tune_tasks": 50, "lr_grid": [0.001, 0.003, 0.01, 0.03],
               "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "lft+init": 3e-3, "maml": 1e-3},
               "lr_decay": 0.1, "workers": 1},
-    "paper": {"iterations": {"lft": 3000, "l2o": 3000, "lft+init": 3000, "maml": 20000},
+    "paper": {"iterations": {"lft": 4000, "l2o": 4000, "lft+init": 4000, "maml": 20000},
               "zo_iterations": 1500,
               "meta_batch": 8, "maml_meta_batch": 25, "test_tasks": 500, "steps": 20,
               "tune_tasks": 200, "lr_grid": [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1],
@@ -79,6 +80,31 @@ def make_jobs(profile: dict, out: Path, seed: int) -> list[dict]:
     return jobs
 
 
+#: Claims checked in every run: (method A, method B), A should have the lower MSE.
+COMPARISONS = [("FO-LFT", "FO-L2O"), ("ZO-LFT", "ZO-L2O"), ("FO-LFT", "Adam"), ("FO-LFT", "SGD"),
+               ("FO-LFT+INIT", "MAML"), ("ZO-LFT", "FO-LFT")]
+
+
+def paired_differences(records: list[dict], steps: tuple[int, ...]) -> list[dict]:
+    """``MSE_A - MSE_B`` per test task (same tasks, same random starts), mean ± 95% CI.
+
+    Every method is evaluated on the same held-out tasks from the same initial optimisees, so
+    the paired difference is far more precise than comparing two marginal intervals.
+    """
+    by_label = {r["label"]: torch.tensor(r["curves"]["mse"]) for r in records}
+    out = []
+    for a, b in COMPARISONS:
+        if a not in by_label or b not in by_label:
+            continue
+        diff = Curve("mse_diff", by_label[a] - by_label[b])
+        mean, ci = diff.mean(), diff.ci95()
+        ratio = by_label[a].mean(0) / by_label[b].mean(0)
+        out.append({"a": a, "b": b, "steps": {
+            str(k): {"diff_mean": float(mean[k]), "diff_ci95": float(ci[k]),
+                     "ratio_of_means": float(ratio[k])} for k in steps if k < len(mean)}})
+    return out
+
+
 def write_table(path: Path, records: list[dict], profile_name: str, wall: float) -> str:
     """Markdown table of test MSE (mean ± 95% CI) at selected steps."""
     steps = [s for s in TABLE_STEPS if s <= len(records[0]["curves"]["mse"][0]) - 1]
@@ -96,6 +122,15 @@ def write_table(path: Path, records: list[dict], profile_name: str, wall: float)
                      f"{r['train_stats']['skipped_nonfinite']} skipped")
         cells = " | ".join(f"{mean[s]:.3f} ± {ci[s]:.3f}" for s in steps)
         lines.append(f"| {r['label']} | {cells} | {note} |")
+    lines += ["", "Paired differences (same test tasks, same random starts): mean of "
+              "MSE(A) − MSE(B) ± 95% CI; negative means A is better. Ratio: MSE(A)/MSE(B).",
+              "", "| A − B | " + " | ".join(f"k={s}" for s in steps if s > 0) + " |",
+              "|---|" + "---|" * len([s for s in steps if s > 0])]
+    for c in paired_differences(records, steps):
+        cells = " | ".join(
+            f"{v['diff_mean']:+.3f} ± {v['diff_ci95']:.3f} (×{v['ratio_of_means']:.2f})"
+            for k, v in c["steps"].items() if int(k) > 0)
+        lines.append(f"| {c['a']} − {c['b']} | {cells} |")
     lines += ["", f"Wall time: {wall / 60:.1f} min on {machine()}.", ""]
     text = "\n".join(lines)
     path.write_text(text)
@@ -155,9 +190,12 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
                            r["oracle"], "sine" if learned else "none", "sine")
     config = {"profile": prof, "workers": workers,
               "jobs": [{k: v for k, v in j.items() if k != "out"} for j in jobs],
-              "outcomes": [{k: v for k, v in r.items() if k != "curves"} for r in records]}
+              "outcomes": [{k: v for k, v in r.items() if k != "curves"} for r in records],
+              "paired_differences": paired_differences(records, tuple(range(prof["steps"] + 1)))}
     doc = results_document(ARTEFACT, profile, seed, started, wall, config, rows)
     write_json(out / "results.json", doc)
+    save_file({f"{r['label']}/mse": torch.tensor(r["curves"]["mse"]) for r in records},
+              str(out / "curves.safetensors"), metadata={"layout": "[task, step] test MSE"})
     write_table(out / "table.md", records, profile, wall)
     plot(out / "figure4.png", records)
     return doc

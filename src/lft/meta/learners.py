@@ -33,7 +33,8 @@ from lft.seeding import derive_seed
 from lft.seeding import generator as make_generator
 from lft.tasks.base import TaskBatch, TaskFamily
 
-DEFAULT_LSTM = {"type": "lstm", "hidden": 10, "layers": 1, "features": ["logsign", "adam"],
+DEFAULT_LSTM = {"type": "lstm", "hidden": 10, "layers": 1,
+                "features": ["logsign", "adam", "role"],
                 "p": 10.0,
                 "output_scale": 1.0, "bounded": True, "bias": False, "head_init": 0.1,
                 "raw_scale": 1.0}
@@ -180,7 +181,7 @@ class Method(nn.Module):
     def start(self, tasks: TaskBatch, generator: torch.Generator | None = None):
         """Initial optimisees and rule state for a batch of tasks."""
         theta = self.init(tasks, generator)
-        return theta, self.rule.init(theta)
+        return theta, self.rule.init(theta, tasks.roles)
 
     @torch.no_grad()
     def curve(self, tasks: TaskBatch, steps: int, generator: torch.Generator | None = None,

@@ -25,6 +25,6 @@ def trajectory(rule: UpdateRule, oracle, tasks: TaskBatch, theta: torch.Tensor, 
 
     for _ in range(steps):
         grad = oracle(loss_fn, theta, generator)
-        delta, state = rule.update(grad, state)
+        delta, state = rule.update(grad, state, theta)
         theta = theta + delta
         yield theta, state

@@ -30,6 +30,25 @@ class FlatModel:
         self._batched = vmap(self._call_one, in_dims=(0, 0))
         self._batched_perturbed = vmap(vmap(self._call_one, in_dims=(0, None)), in_dims=(0, 0))
 
+    @property
+    def roles(self) -> torch.Tensor:
+        """Each coordinate's role, ``(D,)`` integers in ``0..5``: weight or bias, of the first,
+        a middle or the last parameterised layer (``2 * position + is_bias``).
+
+        Defined for any architecture, so a coordinate-wise rule can treat layers differently
+        and still serve incongruous models (an MLP and a CNN share these six roles).
+        """
+        layers = sorted({n.rsplit(".", 1)[0] for n in self.names},
+                        key=lambda m: min(i for i, n in enumerate(self.names)
+                                          if n.rsplit(".", 1)[0] == m))
+        parts = []
+        for name, numel in zip(self.names, self.numels):
+            i = layers.index(name.rsplit(".", 1)[0])
+            position = 0 if i == 0 else (2 if i == len(layers) - 1 else 1)
+            is_bias = int(name.endswith("bias"))
+            parts.append(torch.full((numel,), 2 * position + is_bias, dtype=torch.long))
+        return torch.cat(parts)
+
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """Split a ``(..., D)`` vector into named parameter tensors of shape ``(..., *shape)``."""
         if theta.shape[-1] != self.dim:

@@ -3,8 +3,12 @@
 A rule is an ``nn.Module`` (its parameters, if any, are the meta-parameters ``phi``) with two
 pure methods, in the style of optax/torchopt:
 
-* ``init(theta) -> state``: the rule's state for an optimisee shaped like ``theta``;
-* ``update(grad, state) -> (delta, state)``: the additive update ``theta <- theta + delta``.
+* ``init(theta, roles=None) -> state``: the rule's state for an optimisee shaped like
+  ``theta``; ``roles`` (integers broadcastable to ``theta``, see ``FlatModel.roles``) tells a
+  rule that wants it which kind of parameter each coordinate is;
+* ``update(grad, state, theta=None) -> (delta, state)``: the additive update
+  ``theta <- theta + delta``; ``theta`` is passed for rules that read the optimisee itself
+  (the LSTM's ``param`` feature), the others ignore it.
 
 Rules act coordinate-wise, so ``theta`` may have any shape: a flat ``(D,)`` vector, a batch of
 tasks ``(B, D)``, or one leaf of a parameter dict. :func:`tree_init` and :func:`tree_update`
@@ -29,10 +33,12 @@ class UpdateRule(nn.Module):
     #: registry name used in configurations and checkpoints
     kind: str = "rule"
 
-    def init(self, theta: torch.Tensor) -> State:  # pragma: no cover - interface
+    def init(self, theta: torch.Tensor, roles: torch.Tensor | None = None
+             ) -> State:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def update(self, grad: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def update(self, grad: torch.Tensor, state: State,
+               theta: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         raise NotImplementedError  # pragma: no cover - interface
 
     def config(self) -> dict:
@@ -41,7 +47,7 @@ class UpdateRule(nn.Module):
 
     def step(self, theta: torch.Tensor, grad: torch.Tensor, state: State):
         """Convenience: ``(theta + delta, state)``."""
-        delta, state = self.update(grad, state)
+        delta, state = self.update(grad, state, theta)
         return theta + delta, state
 
 
@@ -56,9 +62,11 @@ def tree_init(rule: UpdateRule, params: Mapping[str, torch.Tensor]) -> dict[str,
 
 
 def tree_update(rule: UpdateRule, grads: Mapping[str, torch.Tensor],
-                state: Mapping[str, State]) -> tuple[dict[str, torch.Tensor], dict[str, State]]:
+                state: Mapping[str, State], params: Mapping[str, torch.Tensor] | None = None
+                ) -> tuple[dict[str, torch.Tensor], dict[str, State]]:
     """``update`` for a dict of tensors; the rule is shared by every leaf (coordinate-wise)."""
     deltas, new_state = {}, {}
     for k, g in grads.items():
-        deltas[k], new_state[k] = rule.update(g, state[k])
+        theta = params[k] if params is not None else None
+        deltas[k], new_state[k] = rule.update(g, state[k], theta)
     return deltas, new_state

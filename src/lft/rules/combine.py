@@ -30,13 +30,14 @@ class Sum(UpdateRule):
     def config(self) -> dict:
         return {"type": self.kind, "rules": [r.config() for r in self.parts]}
 
-    def init(self, theta: torch.Tensor) -> State:
-        return tuple(r.init(theta) for r in self.parts)
+    def init(self, theta: torch.Tensor, roles: torch.Tensor | None = None) -> State:
+        return tuple(r.init(theta, roles) for r in self.parts)
 
-    def update(self, grad: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def update(self, grad: torch.Tensor, state: State,
+               theta: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         total, new_state = None, []
         for rule, s in zip(self.parts, state):
-            delta, s = rule.update(grad, s)
+            delta, s = rule.update(grad, s, theta)
             total = delta if total is None else total + delta
             new_state.append(s)
         return total, tuple(new_state)

@@ -25,10 +25,10 @@ class SGD(UpdateRule):
     def config(self) -> dict:
         return {"type": self.kind, "lr": self.lr, "momentum": self.momentum}
 
-    def init(self, theta: torch.Tensor) -> State:
+    def init(self, theta: torch.Tensor, roles=None) -> State:
         return (torch.zeros_like(theta),) if self.momentum else ()
 
-    def update(self, grad, state):
+    def update(self, grad, state, theta=None):
         if self.momentum:
             buf = self.momentum * state[0] + grad
             return -self.lr * buf, (buf,)
@@ -52,11 +52,11 @@ class Adam(UpdateRule):
         return {"type": self.kind, "lr": self.lr, "beta1": self.beta1, "beta2": self.beta2,
                 "eps": self.eps}
 
-    def init(self, theta):
+    def init(self, theta, roles=None):
         z = torch.zeros_like(theta)
         return (z, z.clone(), torch.zeros((), dtype=theta.dtype, device=theta.device))
 
-    def update(self, grad, state):
+    def update(self, grad, state, theta=None):
         m, v, t = state
         t = t + 1
         m = self.beta1 * m + (1 - self.beta1) * grad
@@ -80,8 +80,8 @@ class SignSGD(UpdateRule):
     def config(self) -> dict:
         return {"type": self.kind, "lr": self.lr}
 
-    def init(self, theta):
+    def init(self, theta, roles=None):
         return ()
 
-    def update(self, grad, state):
+    def update(self, grad, state, theta=None):
         return -self.lr * torch.sign(grad), ()

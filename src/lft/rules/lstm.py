@@ -65,15 +65,16 @@ class CoordinateLSTM(UpdateRule):
                 "output_scale": self.output_scale, "bounded": self.bounded,
                 "bias": self.use_bias, "head_init": self.head_init, "raw_scale": self.raw_scale}
 
-    def init(self, theta: torch.Tensor) -> State:
+    def init(self, theta: torch.Tensor, roles: torch.Tensor | None = None) -> State:
         z = theta.new_zeros(*theta.shape, self.hidden)
         hc = tuple(z.clone() for _ in range(2 * self.layers))
-        return hc + feature_state(self.features, theta)
+        return hc + feature_state(self.features, theta, roles)
 
-    def update(self, grad: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def update(self, grad: torch.Tensor, state: State,
+               theta: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         n_hc = 2 * self.layers
         x, fstate = compute_features(self.features, grad, tuple(state[n_hc:]), p=self.p,
-                                     raw_scale=self.raw_scale)
+                                     raw_scale=self.raw_scale, theta=theta)
         shape = grad.shape
         x = x.reshape(-1, x.shape[-1])
         new_hc = []

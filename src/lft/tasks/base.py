@@ -55,6 +55,11 @@ class TaskBatch:
         """Number of optimisee coordinates per task."""
         return self.model.dim
 
+    @property
+    def roles(self) -> torch.Tensor:
+        """Per-coordinate roles of the optimisee (see :attr:`FlatModel.roles`)."""
+        return self.model.roles
+
     def init(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """A fresh random initial optimisee per task, ``(B, D)``."""
         return self.model.init(self.size, generator)
