@@ -52,14 +52,16 @@ def save(path: str | Path, method: Method, family: TaskFamily, extra: dict | Non
             "method": json.dumps(method.config.to_dict()),
             "family": json.dumps(family.config()),
             "extra": json.dumps(extra or {})}
-    fd, tmp = tempfile.mkstemp(dir=path.parent if path.parent.exists() else None,
-                               suffix=".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
-        atomic_write_bytes(path, Path(tmp).read_bytes())
-    finally:
-        os.unlink(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
     return path
 
 

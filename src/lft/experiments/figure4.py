@@ -54,7 +54,7 @@ def make_jobs(profile: dict, out: Path, seed: int) -> list[dict]:
     family = SineFamily()
     jobs = []
     for name, zo in METHODS:
-        cfg = preset(name, zo=zo, **profile.get("method_overrides", {}).get(name, {}))
+        cfg = preset(name, zo=zo)
         if zo and "zo_oracle" in profile:
             cfg.oracle = {**cfg.oracle, **profile["zo_oracle"]}
         learned = cfg.learn_rule or cfg.learn_init

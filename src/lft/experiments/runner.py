@@ -7,7 +7,6 @@ run or in which order.
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -86,17 +85,9 @@ def run_jobs(jobs: list[dict], workers: int = 1, progress: bool = True) -> list[
         return [run_job(j, progress=progress) for j in tqdm(jobs, desc="methods",
                                                             disable=not progress)]
     results: dict[int, dict] = {}
-    env_threads = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futs = {pool.submit(_worker, j): i for i, j in enumerate(jobs)}
-            for fut in tqdm(as_completed(futs), total=len(futs), desc="methods",
-                            disable=not progress):
-                results[futs[fut]] = fut.result()
-    finally:
-        if env_threads is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = env_threads
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futs = {pool.submit(_worker, j): i for i, j in enumerate(jobs)}
+        for fut in tqdm(as_completed(futs), total=len(futs), desc="methods",
+                        disable=not progress):
+            results[futs[fut]] = fut.result()
     return [results[i] for i in range(len(jobs))]
