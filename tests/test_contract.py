@@ -1,5 +1,7 @@
 """Every update rule works on every task family: a contract each new rule or family gets free."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -14,7 +16,11 @@ RULE_CONFIGS = {
     "signsgd": {"type": "signsgd", "lr": 0.01},
     "sum": {"type": "sum", "rules": [{"type": "sgd", "lr": 0.01}, {"type": "lstm", "hidden": 3}]},
 }
-SMALL_FAMILIES = {"sine": {"task": "sine", "hidden": [8, 8], "test_points": 20}}
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SMALL_FAMILIES = {"sine": {"task": "sine", "hidden": [8, 8], "test_points": 20},
+                  "classification": {"task": "classification", "source": "mnist",
+                                     "model": "mlp", "queries": 3,
+                                     "data_dir": str(SHARED_DATA)}}
 
 
 def test_every_registered_rule_and_family_is_covered():
@@ -25,6 +31,8 @@ def test_every_registered_rule_and_family_is_covered():
 @pytest.mark.parametrize("family_name", sorted(SMALL_FAMILIES))
 @pytest.mark.parametrize("rule_name", sorted(RULE_CONFIGS))
 def test_rule_fine_tunes_family(rule_name, family_name):
+    if family_name == "classification" and not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"no MNIST copy at {SHARED_DATA}")
     family = build_family(SMALL_FAMILIES[family_name])
     cfg = preset("lft", rule=RULE_CONFIGS[rule_name], learn_rule=rule_name in ("lstm", "sum"),
                  horizon=3)
@@ -32,10 +40,11 @@ def test_rule_fine_tunes_family(rule_name, family_name):
     method = Method(cfg, family)
     tasks = family.sample(3, torch.Generator().manual_seed(0))
     curve = method.curve(tasks, steps=4, generator=torch.Generator().manual_seed(1))
-    metric = curve[tasks.primary_metric]
-    assert metric.shape == (3, 5)
-    assert torch.isfinite(metric).all()
-    assert not torch.equal(metric[:, 0], metric[:, -1]), "the rule changed nothing"
+    for metric in (curve[tasks.primary_metric], curve["loss"]):
+        assert metric.shape == (3, 5)
+        assert torch.isfinite(metric).all()
+    loss = curve["loss"]
+    assert not torch.equal(loss[:, 0], loss[:, -1]), "the rule changed nothing"
     if cfg.learn_rule:
         trainer = MetaTrainer(method, family, TrainConfig(iterations=2, meta_batch=2))
         before = [p.detach().clone() for p in method.meta_parameters()]

@@ -56,6 +56,8 @@ def evaluate(method: Method, family: TaskFamily, n_tasks: int = 500, steps: int 
     """Fine-tune ``n_tasks`` held-out tasks for ``steps`` steps; curves of every metric."""
     if n_tasks < 1 or steps < 0:
         raise ValueError(f"need n_tasks >= 1 and steps >= 0, got {n_tasks} and {steps}")
+    if purpose == "test":
+        family = family.for_part("meta-test")
     task_gen = make_generator(seed, f"{purpose}-tasks")
     run_gen = make_generator(seed, f"{purpose}-run")
     parts: dict[str, list[torch.Tensor]] = {}
@@ -78,7 +80,8 @@ def tune_learning_rate(config: MethodConfig, family: TaskFamily, grid: list[floa
     """Pick a hand-designed rule's learning rate on meta-training-stream tasks.
 
     Score: validation loss averaged over steps ``1..steps`` (the area under the curve, the
-    same quantity LFT's uniform-weight meta-loss measures). Test tasks are never seen.
+    same quantity LFT's uniform-weight meta-loss measures). Test tasks (and, for image
+    families, meta-test images) are never seen.
     """
     scores: dict[float, float] = {}
     for lr in grid:
@@ -86,7 +89,7 @@ def tune_learning_rate(config: MethodConfig, family: TaskFamily, grid: list[floa
         method = Method(cfg, family, seed)
         tasks = family.sample(n_tasks, make_generator(seed, "lr-tuning-tasks"))
         curve = method.curve(tasks, steps, make_generator(seed, "lr-tuning-init"), "val")
-        score = curve[tasks.primary_metric][:, 1:].mean()
+        score = curve["loss"][:, 1:].mean()
         scores[lr] = float(score) if torch.isfinite(score) else float("inf")
     best = min(scores, key=scores.get)
     return best, scores

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from lft.tasks.base import SPLITS, TaskBatch, TaskFamily, mse
+from lft.tasks.classification import ClassificationFamily
 from lft.tasks.sine import SineFamily
 
-FAMILIES: dict[str, type[TaskFamily]] = {"sine": SineFamily}
+FAMILIES: dict[str, type[TaskFamily]] = {"sine": SineFamily,
+                                         "classification": ClassificationFamily}
 
 
 def build_family(config: dict) -> TaskFamily:
@@ -20,4 +22,5 @@ def build_family(config: dict) -> TaskFamily:
         raise ValueError(f"bad options for task family {name!r}: {e}") from None
 
 
-__all__ = ["FAMILIES", "SPLITS", "SineFamily", "TaskBatch", "TaskFamily", "build_family", "mse"]
+__all__ = ["FAMILIES", "SPLITS", "ClassificationFamily", "SineFamily", "TaskBatch", "TaskFamily",
+           "build_family", "mse"]

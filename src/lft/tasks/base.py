@@ -79,7 +79,9 @@ class TaskBatch:
         """Per-task metrics of ``theta`` on ``split`` (default: the held-out test points)."""
         x, y = self.data[split]
         pred = self.model(theta, x)
-        return {name: fn(pred, y) for name, fn in self.metric_fns.items()}
+        out = {name: fn(pred, y) for name, fn in self.metric_fns.items()}
+        out.setdefault("loss", self.loss_fn(pred, y))
+        return out
 
     def merged(self) -> TaskBatch:
         """L2O's view: the fine-tuning set is ``D_tr + D_val`` and the meta-loss reads it too."""
@@ -99,6 +101,14 @@ class TaskFamily:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> TaskBatch:
         raise NotImplementedError  # pragma: no cover - interface
+
+    def for_part(self, part: str) -> "TaskFamily":
+        """The family restricted to ``"meta-train"`` or ``"meta-test"`` data.
+
+        Families that draw from a finite pool (images) return a family over a disjoint part of
+        it; families that generate fresh data (sine) need no split and return themselves.
+        """
+        return self
 
     def config(self) -> dict:
         raise NotImplementedError  # pragma: no cover - interface

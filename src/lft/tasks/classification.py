@@ -1,0 +1,89 @@
+"""N-way K-shot image classification (the paper's Table 2 and Figure 3).
+
+A task draws ``ways`` classes of one image source, ``shots`` fine-tuning images per class
+from the source's train split, and validation and test query images from its test split
+(disjoint). Meta-training tasks and meta-test tasks use disjoint images
+(:func:`lft.data.meta_splits`): :meth:`ClassificationFamily.part` switches between them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lft.data import load_source, meta_splits, sample_episodes
+from lft.models.conv4 import conv4, image_mlp
+from lft.models.functional import FlatModel
+from lft.tasks.base import TaskBatch, TaskFamily
+
+MODELS = ("mlp", "conv4")
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy per task: ``(B, N, K), (B, N) -> (B,)``."""
+    b, n, k = logits.shape
+    return F.cross_entropy(logits.reshape(b * n, k), y.reshape(b * n),
+                           reduction="none").view(b, n).mean(1)
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Fraction of correct top-1 predictions per task."""
+    return (logits.argmax(-1) == y).float().mean(1)
+
+
+class ClassificationFamily(TaskFamily):
+    """``ways``-way ``shots``-shot tasks of ``source`` ("mnist" or "cifar10") for ``model``."""
+
+    congruous = True
+
+    def __init__(self, source: str = "mnist", model: str = "mlp", ways: int = 2, shots: int = 5,
+                 queries: int = 15, part: str = "meta-train", data_dir: str | None = None,
+                 split_seed: int = 0):
+        if model not in MODELS:
+            raise ValueError(f"unknown classifier {model!r}; choose from {list(MODELS)}")
+        for label, v in (("ways", ways), ("shots", shots), ("queries", queries)):
+            if int(v) < 1:
+                raise ValueError(f"classification family needs {label} >= 1, got {v}")
+        if ways < 2:
+            raise ValueError("classification needs at least 2 ways")
+        self.source, self.model_name, self.ways = source, model, int(ways)
+        self.shots, self.queries, self.part = int(shots), int(queries), part
+        self.data_dir, self.split_seed = data_dir, int(split_seed)
+        self.name = f"{source}-{model}"
+        self._data = load_source(source, data_dir)
+        self._splits = meta_splits(self._data, part, split_seed)
+        h, w, c = self._splits[0].image_shape
+        if model == "mlp":
+            module = image_mlp(h * w * c, n_classes=self.ways)
+        else:
+            module = conv4(in_channels=c, image_size=h, n_classes=self.ways)
+        self.model = FlatModel(module)
+
+    def config(self) -> dict:
+        return {"task": "classification", "source": self.source, "model": self.model_name,
+                "ways": self.ways, "shots": self.shots, "queries": self.queries,
+                "part": self.part, "data_dir": self.data_dir, "split_seed": self.split_seed}
+
+    def for_part(self, part: str) -> "ClassificationFamily":
+        """The same family over the meta-train or meta-test images."""
+        if part == self.part:
+            return self
+        other = object.__new__(ClassificationFamily)
+        other.__dict__.update(self.__dict__)
+        other.part = part
+        other._splits = meta_splits(self._data, part, self.split_seed)
+        return other
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> TaskBatch:
+        """``n`` tasks; the test split is a second, disjoint query set of the same classes."""
+        x_tr, y_tr, x_q, y_q = sample_episodes(*self._splits, n, self.ways, self.shots,
+                                               2 * self.queries, generator)
+        # queries come grouped by class: alternate halves of each class go to val and test
+        per = 2 * self.queries
+        idx = torch.arange(self.ways * per).view(self.ways, per)
+        val_idx, test_idx = idx[:, :self.queries].reshape(-1), idx[:, self.queries:].reshape(-1)
+        data = {"train": (x_tr, y_tr), "val": (x_q[:, val_idx], y_q[:, val_idx]),
+                "test": (x_q[:, test_idx], y_q[:, test_idx])}
+        return TaskBatch(self.model, data, loss_fn=cross_entropy,
+                         metric_fns={"accuracy": accuracy, "loss": cross_entropy},
+                         primary_metric="accuracy")
