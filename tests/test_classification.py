@@ -71,3 +71,24 @@ def test_maml_needs_congruous_tasks_message():
 
     with pytest.raises(ValueError, match="congruous"):
         Method(preset("maml"), Mixed())
+
+
+@needs
+def test_incongruous_mixture_meta_trains_one_rule_and_refuses_maml(tmp_path):
+    from lft.tasks import MixtureFamily, as_groups
+    mix = MixtureFamily([ClassificationFamily("mnist", "mlp", data_dir=str(SHARED), queries=3),
+                         ClassificationFamily("cifar10", "conv4", data_dir=str(SHARED),
+                                              queries=3)])
+    groups = as_groups(mix.sample(8, torch.Generator().manual_seed(0)))
+    assert len(groups) == 2 and {g.dim for g in groups} == {108866, 28898}
+    assert sum(g.size for g in groups) == 8
+    method = Method(preset("lft", horizon=2, rule={"hidden": 4}), mix)
+    trainer = MetaTrainer(method, mix, TrainConfig(iterations=2, meta_batch=4))
+    trainer.train(progress=False)
+    assert trainer.stats.updates == 2
+    acc = evaluate(method, mix, n_tasks=6, steps=2, seed=0, progress=False)["accuracy"]
+    assert acc.values.shape == (6, 3)
+    path = checkpoint.save(tmp_path / "mix.safetensors", method, mix)
+    assert checkpoint.load(path)[1].config() == mix.config()
+    with pytest.raises(ValueError, match="congruous"):
+        Method(preset("maml"), mix)

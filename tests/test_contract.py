@@ -7,7 +7,7 @@ import torch
 
 from lft.meta import MetaTrainer, Method, TrainConfig, preset
 from lft.rules import RULES, build, tree_init, tree_update
-from lft.tasks import FAMILIES, build_family
+from lft.tasks import FAMILIES, as_groups, build_family
 
 RULE_CONFIGS = {
     "lstm": {"type": "lstm", "hidden": 4},
@@ -20,7 +20,10 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SMALL_FAMILIES = {"sine": {"task": "sine", "hidden": [8, 8], "test_points": 20},
                   "classification": {"task": "classification", "source": "mnist",
                                      "model": "mlp", "queries": 3,
-                                     "data_dir": str(SHARED_DATA)}}
+                                     "data_dir": str(SHARED_DATA)},
+                  "mixture": {"task": "mixture", "families": [
+                      {"task": "sine", "hidden": [8], "test_points": 20},
+                      {"task": "sine", "hidden": [6, 5], "test_points": 20}]}}
 
 
 def test_every_registered_rule_and_family_is_covered():
@@ -38,13 +41,15 @@ def test_rule_fine_tunes_family(rule_name, family_name):
                  horizon=3)
     cfg.rule = dict(RULE_CONFIGS[rule_name])
     method = Method(cfg, family)
-    tasks = family.sample(3, torch.Generator().manual_seed(0))
-    curve = method.curve(tasks, steps=4, generator=torch.Generator().manual_seed(1))
-    for metric in (curve[tasks.primary_metric], curve["loss"]):
-        assert metric.shape == (3, 5)
-        assert torch.isfinite(metric).all()
-    loss = curve["loss"]
-    assert not torch.equal(loss[:, 0], loss[:, -1]), "the rule changed nothing"
+    groups = as_groups(family.sample(6, torch.Generator().manual_seed(0)))
+    assert sum(g.size for g in groups) == 6
+    for tasks in groups:
+        curve = method.curve(tasks, steps=4, generator=torch.Generator().manual_seed(1))
+        for metric in (curve[tasks.primary_metric], curve["loss"]):
+            assert metric.shape == (tasks.size, 5)
+            assert torch.isfinite(metric).all()
+        loss = curve["loss"]
+        assert not torch.equal(loss[:, 0], loss[:, -1]), "the rule changed nothing"
     if cfg.learn_rule:
         trainer = MetaTrainer(method, family, TrainConfig(iterations=2, meta_batch=2))
         before = [p.detach().clone() for p in method.meta_parameters()]

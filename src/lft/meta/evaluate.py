@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from lft.meta.learners import Method, MethodConfig
 from lft.seeding import generator as make_generator
-from lft.tasks.base import TaskFamily
+from lft.tasks.base import TaskFamily, as_groups
 
 
 def t_quantile_975(dof: int) -> float:
@@ -66,9 +66,9 @@ def evaluate(method: Method, family: TaskFamily, n_tasks: int = 500, steps: int 
               leave=False, dynamic_ncols=True) as bar:
         while done < n_tasks:
             b = min(chunk, n_tasks - done)
-            tasks = family.sample(b, task_gen)
-            for name, v in method.curve(tasks, steps, run_gen, "test").items():
-                parts.setdefault(name, []).append(v)
+            for tasks in as_groups(family.sample(b, task_gen)):
+                for name, v in method.curve(tasks, steps, run_gen, "test").items():
+                    parts.setdefault(name, []).append(v)
             done += b
             bar.update(b)
     return {name: Curve(name, torch.cat(vs)) for name, vs in parts.items()}
@@ -87,9 +87,10 @@ def tune_learning_rate(config: MethodConfig, family: TaskFamily, grid: list[floa
     for lr in grid:
         cfg = MethodConfig.from_dict({**config.to_dict(), "rule": {**config.rule, "lr": lr}})
         method = Method(cfg, family, seed)
-        tasks = family.sample(n_tasks, make_generator(seed, "lr-tuning-tasks"))
-        curve = method.curve(tasks, steps, make_generator(seed, "lr-tuning-init"), "val")
-        score = curve["loss"][:, 1:].mean()
+        groups = as_groups(family.sample(n_tasks, make_generator(seed, "lr-tuning-tasks")))
+        init_gen = make_generator(seed, "lr-tuning-init")
+        losses = [method.curve(t, steps, init_gen, "val")["loss"] for t in groups]
+        score = torch.cat(losses)[:, 1:].mean()
         scores[lr] = float(score) if torch.isfinite(score) else float("inf")
     best = min(scores, key=scores.get)
     return best, scores

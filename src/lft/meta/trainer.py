@@ -25,7 +25,7 @@ from lft.meta.objective import step_weights
 from lft.meta.unroll import trajectory
 from lft.rules.base import detach_state
 from lft.seeding import generator as make_generator
-from lft.tasks.base import TaskFamily
+from lft.tasks.base import TaskFamily, as_groups
 
 
 @dataclass
@@ -104,30 +104,41 @@ class MetaTrainer:
         m, cfg = self.method, self.method.config
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr_at(it)
-        tasks = m.prepare(self.family.sample(self.config.meta_batch, self.task_gen))
-        theta, state = m.start(tasks, self.init_gen)
+        groups = [m.prepare(g) for g in as_groups(
+            self.family.sample(self.config.meta_batch, self.task_gen))]
+        n_tasks = sum(g.size for g in groups)
         split = cfg.meta_split
         weights = step_weights(cfg.weighting, cfg.horizon)
-        with torch.no_grad():
-            scale = tasks.loss(theta, split).clamp_min(1e-8) if cfg.normalize else None
+        runs = []  # per shape group: [tasks, theta, state, scale]
+        for tasks in groups:
+            theta, state = m.start(tasks, self.init_gen)
+            with torch.no_grad():
+                scale = tasks.loss(theta, split).clamp_min(1e-8) if cfg.normalize else None
+            runs.append([tasks, theta, state, scale])
         window = cfg.truncation or cfg.horizon
         total, norms, k = 0.0, [], 0
         while k < cfg.horizon:
             n = min(window, cfg.horizon - k)
-            loss = theta.new_zeros(())
-            for theta, state in trajectory(m.rule, m.oracle, tasks, theta, state, n,
-                                           self.oracle_gen):
-                per_task = tasks.loss(theta, split)
-                if scale is not None:
-                    per_task = per_task / scale
-                loss = loss + weights[k] * per_task.mean()
-                k += 1
+            loss = runs[0][1].new_zeros(())
+            for run in runs:
+                tasks, theta, state, scale = run
+                group_loss = theta.new_zeros(())
+                for j, (theta, state) in enumerate(trajectory(
+                        m.rule, m.oracle, tasks, theta, state, n, self.oracle_gen)):
+                    per_task = tasks.loss(theta, split)
+                    if scale is not None:
+                        per_task = per_task / scale
+                    group_loss = group_loss + weights[k + j] * per_task.mean()
+                run[1], run[2] = theta, state
+                loss = loss + (tasks.size / n_tasks) * group_loss
+            k += n
             if loss.requires_grad:
                 norms.append(self._apply(loss))
             total += float(loss.detach())
-            theta, state = theta.detach(), detach_state(state)
+            for run in runs:
+                run[1], run[2] = run[1].detach(), detach_state(run[2])
         with torch.no_grad():
-            final = tasks.loss(theta, split).mean()
+            final = sum(r[0].loss(r[1], split).sum() for r in runs) / n_tasks
         self.stats.iterations += 1
         return {"iteration": it, "meta_loss": total, "final_loss": float(final),
                 "grad_norm": max(norms) if norms else float("nan"),

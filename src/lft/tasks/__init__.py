@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from lft.tasks.base import SPLITS, TaskBatch, TaskFamily, mse
+from lft.tasks.base import SPLITS, TaskBatch, TaskFamily, as_groups, mse
 from lft.tasks.classification import ClassificationFamily
+from lft.tasks.mixture import MixtureFamily
 from lft.tasks.sine import SineFamily
 
 FAMILIES: dict[str, type[TaskFamily]] = {"sine": SineFamily,
-                                         "classification": ClassificationFamily}
+                                         "classification": ClassificationFamily,
+                                         "mixture": MixtureFamily}
 
 
 def build_family(config: dict) -> TaskFamily:
     """Build a family from ``{"task": name, **kwargs}`` (what :meth:`TaskFamily.config` returns)."""
     config = dict(config)
     name = config.pop("task", None)
+    if name == "mixture" and "families" in config:
+        config["families"] = [build_family(f) for f in config["families"]]
     if name not in FAMILIES:
         raise ValueError(f"unknown task family {name!r}; choose from {sorted(FAMILIES)}")
     try:
@@ -22,5 +26,5 @@ def build_family(config: dict) -> TaskFamily:
         raise ValueError(f"bad options for task family {name!r}: {e}") from None
 
 
-__all__ = ["FAMILIES", "SPLITS", "ClassificationFamily", "SineFamily", "TaskBatch", "TaskFamily",
-           "build_family", "mse"]
+__all__ = ["FAMILIES", "SPLITS", "ClassificationFamily", "MixtureFamily", "SineFamily",
+           "TaskBatch", "TaskFamily", "as_groups", "build_family", "mse"]

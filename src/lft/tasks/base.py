@@ -92,6 +92,11 @@ class TaskBatch:
                          self.info)
 
 
+def as_groups(sampled: "TaskBatch | list[TaskBatch]") -> list["TaskBatch"]:
+    """What :meth:`TaskFamily.sample` returned, as a list of congruous batches."""
+    return list(sampled) if isinstance(sampled, (list, tuple)) else [sampled]
+
+
 class TaskFamily:
     """A distribution over tasks. Subclasses implement :meth:`sample`."""
 
@@ -99,7 +104,9 @@ class TaskFamily:
     #: whether every task of the family has the same optimisee shape (MAML needs this)
     congruous: bool = True
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> TaskBatch:
+    def sample(self, n: int, generator: torch.Generator | None = None
+               ) -> TaskBatch | list[TaskBatch]:
+        """``n`` tasks: one :class:`TaskBatch`, or (incongruous families) one per shape group."""
         raise NotImplementedError  # pragma: no cover - interface
 
     def for_part(self, part: str) -> "TaskFamily":
