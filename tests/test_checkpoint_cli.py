@@ -1,5 +1,6 @@
 """Checkpoints load without executing code; the CLI reports user errors in one line."""
 
+import contextlib
 import json
 import pickle
 
@@ -73,19 +74,11 @@ def test_atomic_save_keeps_old_file_on_failure(tmp_path, monkeypatch):
 ])
 def test_cli_user_errors_exit_2_in_one_line(argv, needle, capsys, tmp_path):
     exits = needle in ("must be positive", "invalid choice")
-    with pytest.raises(SystemExit) if exits else _no_raise():
+    with pytest.raises(SystemExit) if exits else contextlib.nullcontext():
         code = main(argv + (["--out", str(tmp_path)] if argv[0] == "train" else []))
         assert code == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
-
-
-class _no_raise:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_cli_train_then_evaluate(tmp_path, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lft.rules.base import State, UpdateRule, detach_state, tree_init, tree_update
 from lft.rules.combine import Sum
 from lft.rules.handcrafted import SGD, Adam, SignSGD
-from lft.rules.lstm import CoordinateLSTM, n_parameters
+from lft.rules.lstm import CoordinateLSTM
 
 RULES: dict[str, type[UpdateRule]] = {
     cls.kind: cls for cls in (CoordinateLSTM, SGD, Adam, SignSGD, Sum)
@@ -36,7 +36,6 @@ __all__ = [
     "UpdateRule",
     "build",
     "detach_state",
-    "n_parameters",
     "tree_init",
     "tree_update",
 ]

@@ -6,8 +6,6 @@ optimisees of any size: this is what lets incongruous tasks be meta-learned toge
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -96,7 +94,3 @@ class CoordinateLSTM(UpdateRule):
         return (f"hidden={self.hidden}, layers={self.layers}, features={self.features}, "
                 f"output_scale={self.output_scale}, bounded={self.bounded}")
 
-
-def n_parameters(rule: nn.Module) -> int:
-    """Number of meta-parameters of a rule."""
-    return sum(math.prod(p.shape) for p in rule.parameters())
