@@ -7,14 +7,18 @@ status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
 
 from lft.meta.learners import METHODS
+from lft.tasks.presets import TASKS
 
-TASKS = ("sine",)
 ARTEFACTS = ("figure4",)
+#: Modules that add their own sub-commands: each defines ``register(subparsers)``, which adds
+#: a parser and sets its ``handler`` default to a function ``(args) -> exit status``.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 class UserError(Exception):
@@ -39,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="meta-train a method on a task family")
-    t.add_argument("--task", default="sine", choices=TASKS)
+    t.add_argument("--task", default="sine", choices=TASKS,
+                   help="task family: sine (no data), mnist (MLP), cifar10 (Conv-4) or "
+                        "mnist+cifar10 (incongruous mix); 2-way 5-shot for images")
+    t.add_argument("--data-dir", default=None,
+                   help="image data folder (default $LFT_DATA_DIR, else the user cache folder)")
     t.add_argument("--method", default="lft", choices=[m for m in METHODS
                                                        if m not in ("sgd", "adam", "signsgd")])
     t.add_argument("--zo", action="store_true", help="zeroth-order oracle (function values only)")
@@ -88,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("name", choices=("mnist", "cifar10"))
     d.add_argument("--data-dir", default=None,
                    help="data folder (default $LFT_DATA_DIR, else the user cache folder)")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return p
 
 
@@ -108,9 +118,9 @@ def cmd_data(a) -> int:
 def cmd_train(a) -> int:
     from lft import checkpoint
     from lft.meta import MetaTrainer, Method, TrainConfig, jsonl_logger, preset
-    from lft.tasks import SineFamily
+    from lft.tasks import named_family
 
-    family = SineFamily()
+    family = named_family(a.task, a.data_dir)
     name = "lft+init" if (a.method == "lft" and a.learn_init) else a.method
     overrides = {}
     if a.horizon:
@@ -193,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce,
                 "data": cmd_data}
     try:
-        return handlers[a.command](a)
+        handler = getattr(a, "handler", None) or handlers[a.command]
+        return handler(a)
     except (UserError, ValueError, FileNotFoundError) as e:
         print(f"lft: error: {e}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lft.tasks.base import SPLITS, TaskBatch, TaskFamily, as_groups, mse
 from lft.tasks.classification import ClassificationFamily
 from lft.tasks.mixture import MixtureFamily
+from lft.tasks.presets import TASKS, family_config, named_family
 from lft.tasks.sine import SineFamily
 
 FAMILIES: dict[str, type[TaskFamily]] = {"sine": SineFamily,
@@ -27,4 +28,5 @@ def build_family(config: dict) -> TaskFamily:
 
 
 __all__ = ["FAMILIES", "SPLITS", "ClassificationFamily", "MixtureFamily", "SineFamily",
-           "TaskBatch", "TaskFamily", "as_groups", "build_family", "mse"]
+           "TASKS", "TaskBatch", "TaskFamily", "as_groups", "build_family", "family_config",
+           "mse", "named_family"]
