@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -23,3 +25,14 @@ def gen():
     g = torch.Generator()
     g.manual_seed(1234)
     return g
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def data_dir():
+    """The shared offline MNIST and CIFAR-10 copies (``../shared/data``); skip where absent."""
+    if not (SHARED_DATA / "mnist").is_dir() or not (SHARED_DATA / "cifar10").is_dir():
+        pytest.skip("needs ../shared/data (MNIST and CIFAR-10)")
+    return SHARED_DATA

@@ -23,7 +23,10 @@ SMALL_FAMILIES = {"sine": {"task": "sine", "hidden": [8, 8], "test_points": 20},
                                      "data_dir": str(SHARED_DATA)},
                   "mixture": {"task": "mixture", "families": [
                       {"task": "sine", "hidden": [8], "test_points": 20},
-                      {"task": "sine", "hidden": [6, 5], "test_points": 20}]}}
+                      {"task": "sine", "hidden": [6, 5], "test_points": 20}]},
+                  # the quick MNIST victim: trained (seconds) into the user cache on first use
+                  "uap": {"task": "uap", "source": "mnist", "victim": "quick", "pool": 40,
+                          "queries": 3, "data_dir": str(SHARED_DATA)}}
 
 
 def test_every_registered_rule_and_family_is_covered():
@@ -34,7 +37,7 @@ def test_every_registered_rule_and_family_is_covered():
 @pytest.mark.parametrize("family_name", sorted(SMALL_FAMILIES))
 @pytest.mark.parametrize("rule_name", sorted(RULE_CONFIGS))
 def test_rule_fine_tunes_family(rule_name, family_name):
-    if family_name == "classification" and not (SHARED_DATA / "mnist").is_dir():
+    if family_name in ("classification", "uap") and not (SHARED_DATA / "mnist").is_dir():
         pytest.skip(f"no MNIST copy at {SHARED_DATA}")
     family = build_family(SMALL_FAMILIES[family_name])
     cfg = preset("lft", rule=RULE_CONFIGS[rule_name], learn_rule=rule_name in ("lstm", "sum"),

@@ -35,3 +35,33 @@ def test_reproduce_figure4_quick(tmp_path, capsys):
     curves = load_file(str(out / "curves.safetensors"))
     assert curves["MAML/mse"].shape == (100, 21)
     assert len(list((out / "checkpoints").glob("*.safetensors"))) == 6
+
+
+def test_reproduce_table2_quick(tmp_path, data_dir):
+    out = tmp_path / "t2"
+    assert main(["reproduce", "table2", "--profile", "quick", "--out", str(out),
+                 "--data-dir", str(data_dir), "--quiet"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert set(doc) == SCHEMA_KEYS and doc["artefact"] == "table2"
+    rows = doc["rows"]
+    assert all(set(r) == ROW_KEYS for r in rows)
+    cells = {(r["train_source"], r["method"], r["test_source"]) for r in rows}
+    tests = {"mnist", "cifar10", "mnist+cifar10"}
+    for train in ("cifar10", "mnist+cifar10"):
+        for method in ("lft", "l2o", "maml"):
+            assert {(train, method, t) for t in tests} <= cells
+    assert {("none", b, t) for b in ("sgd", "adam") for t in tests} <= cells
+    # MAML runs only where the tasks are congruous; elsewhere a row says why not
+    na = [r for r in rows if r["method"] == "maml" and r["mean"] is None]
+    assert {(r["train_source"], r["test_source"]) for r in na} == {
+        ("cifar10", "mnist"), ("cifar10", "mnist+cifar10"), ("mnist+cifar10", "mnist"),
+        ("mnist+cifar10", "cifar10"), ("mnist+cifar10", "mnist+cifar10")}
+    assert all("do not share parameter shapes" in r["note"] for r in na)
+    measured = [r for r in rows if r["mean"] is not None]
+    assert all(0.0 <= r["mean"] <= 1.0 and r["metric"] == "accuracy" for r in measured)
+    mix = [r for r in measured if r["test_source"] == "mnist+cifar10"]
+    assert all(r["n"] == 40 for r in mix)  # the mix pools 20 MNIST and 20 CIFAR-10 tasks
+    table = (out / "table2.md").read_text()
+    assert "[66 ± 1.3]" in table and "[83 ± 0.9]" in table  # the paper's numbers beside ours
+    assert "LFT − L2O" in table
+    assert (out / "figure3.png").stat().st_size > 10_000

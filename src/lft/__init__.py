@@ -8,6 +8,7 @@ or MAML; :class:`~lft.meta.MetaTrainer` meta-trains it and :func:`lft.meta.evalu
 
 __version__ = "0.1.0"
 
+from lft.finetuner import FineTuner
 from lft.meta import (
                       MetaTrainer,
                       Method,
@@ -25,6 +26,7 @@ __all__ = [
                       "SGD",
                       "Adam",
                       "CoordinateLSTM",
+                      "FineTuner",
                       "FirstOrder",
                       "MetaTrainer",
                       "Method",

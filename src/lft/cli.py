@@ -9,20 +9,31 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import sys
 from pathlib import Path
 
 from lft.meta.learners import METHODS
 from lft.tasks.presets import TASKS
+from lft.validation import one_line
 
-ARTEFACTS = ("figure4",)
+ARTEFACTS = ("figure4", "table1", "table2")
 #: Modules that add their own sub-commands: each defines ``register(subparsers)``, which adds
 #: a parser and sets its ``handler`` default to a function ``(args) -> exit status``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("lft.analysis.cli", "lft.attacks.cli")
 
 
 class UserError(Exception):
     """A problem with what the user asked for; reported without a traceback."""
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` whose usage errors are one line ``lft: error: ...`` (status 2), not the
+    usage block plus an error, so every user error of ``lft`` looks the same."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"lft: error: {one_line(message)}; see '{self.prog} --help'\n")
+        sys.exit(2)
 
 
 def _positive(kind):
@@ -31,21 +42,22 @@ def _positive(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
+        if not math.isfinite(value) or value <= 0:
             raise argparse.ArgumentTypeError(f"must be positive, got {text}")
         return value
     return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lft", description="Learned fine-tuners for few-shot "
-                                "learning: meta-train, evaluate, reproduce the paper.")
+    p = Parser(prog="lft", description="Learned fine-tuners for few-shot "
+               "learning: meta-train, evaluate, reproduce the paper.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="meta-train a method on a task family")
     t.add_argument("--task", default="sine", choices=TASKS,
                    help="task family: sine (no data), mnist (MLP), cifar10 (Conv-4) or "
-                        "mnist+cifar10 (incongruous mix); 2-way 5-shot for images")
+                        "mnist+cifar10 (incongruous mix); 2-way 5-shot for images; uap-SOURCE: "
+                        "universal perturbations against the LeNet-5 victim (Table 1)")
     t.add_argument("--data-dir", default=None,
                    help="image data folder (default $LFT_DATA_DIR, else the user cache folder)")
     t.add_argument("--method", default="lft", choices=[m for m in METHODS
@@ -73,10 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start a learned initialisation from this checkpoint's (e.g. MAML's)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="output folder (default runs/TASK-METHOD)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (same options)")
+    t.add_argument("--checkpoint-every", type=_positive(int), default=100, metavar="N",
+                   help="save a resumable checkpoint every N meta-iterations (default 100)")
+    t.add_argument("--task-streams", type=_positive(int), default=None, metavar="S",
+                   help="independent task streams per meta-batch (default: the number of "
+                        "ranks); the same S gives the same run on any number of ranks")
+    t.add_argument("--dist-timeout", type=_positive(float), default=300.0, metavar="SECONDS",
+                   help="under torchrun: how long a rank waits for the others before the job "
+                        "stops with an error (default 300)")
     t.add_argument("--quiet", action="store_true")
 
     e = sub.add_parser("evaluate", help="per-step test curve of a checkpoint")
-    e.add_argument("checkpoint")
+    e.add_argument("checkpoint", help="a checkpoint file or a pretrained fine-tuner's name "
+                   "(python -m lft.pretrained list); a name also shows the figures it reported")
     e.add_argument("--tasks", type=_positive(int), default=500)
     e.add_argument("--steps", type=_positive(int), default=20)
     e.add_argument("--seed", type=int, default=0)
@@ -90,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--workers", type=_positive(int), default=None,
                    help="parallel processes (default: the profile's, at most the cores)")
+    r.add_argument("--data-dir", default=None,
+                   help="image data folder for table1/table2 (default $LFT_DATA_DIR, else the "
+                        "user cache folder)")
     r.add_argument("--quiet", action="store_true")
     d = sub.add_parser("data", help="image data sets: download or check them")
     d.add_argument("action", choices=("download", "check"))
@@ -116,8 +142,8 @@ def cmd_data(a) -> int:
 
 
 def cmd_train(a) -> int:
-    from lft import checkpoint
-    from lft.meta import MetaTrainer, Method, TrainConfig, jsonl_logger, preset
+    from lft.meta import TrainConfig, preset
+    from lft.meta.distributed import DistributedError, from_env
     from lft.tasks import named_family
 
     family = named_family(a.task, a.data_dir)
@@ -139,37 +165,93 @@ def cmd_train(a) -> int:
     if a.second_order or a.first_order:
         overrides["oracle"] = {"second_order": bool(a.second_order)}
     cfg = preset(name, zo=a.zo, **overrides)
-    mb = a.meta_batch or (25 if name == "maml" else 8)
-    lr = a.meta_lr or (1e-3 if name == "maml" else 3e-3)
-    tcfg = TrainConfig(iterations=a.iterations, meta_batch=mb, meta_lr=lr, seed=a.seed,
-                       lr_decay=a.lr_decay)
     out = Path(a.out or f"runs/{a.task}-{cfg.label.lower().replace('+', '-plus-')}")
-    out.mkdir(parents=True, exist_ok=True)
+    replicas = None
+    try:
+        replicas = from_env(a.dist_timeout)  # joins the process group under torchrun
+        tcfg = TrainConfig(iterations=a.iterations,
+                           meta_batch=a.meta_batch or (25 if name == "maml" else 8),
+                           meta_lr=a.meta_lr or (1e-3 if name == "maml" else 3e-3),
+                           seed=a.seed, lr_decay=a.lr_decay,
+                           task_streams=a.task_streams or replicas.world_size)
+        return _train_run(a, cfg, family, tcfg, out, replicas)
+    except DistributedError as e:
+        last = out / "checkpoint.safetensors"
+        hint = (f"; rerun the same command with --resume to continue from {last}"
+                if last.is_file() else "")
+        print(f"lft: error: {e}{hint}", file=sys.stderr)
+        return 1
+    finally:
+        if replicas is not None:
+            replicas.close()
+
+
+def _train_run(a, cfg, family, tcfg, out: Path, replicas) -> int:
+    """Meta-train (or resume) with periodic checkpoints; rank 0 alone writes files.
+
+    Every check (resume, --init-from, the configuration) runs before anything is written, so a
+    user error leaves no half-made run folder.
+    """
+    from lft.meta import MetaTrainer, Method, jsonl_logger
+    from lft.meta import resume as runs
+
+    main = replicas.is_main
+    path, log = out / runs.CHECKPOINT, out / "metrics.jsonl"
+    if a.resume and not path.is_file():
+        raise UserError(f"--resume: no checkpoint in {out}; start the run without --resume")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a folder for the run")
     method = Method(cfg, family, seed=a.seed)
-    if a.init_from:
+    if a.init_from and not a.resume:
+        from lft import checkpoint
         from lft.experiments.runner import warm_start_init
+        checkpoint.check_warm_start(a.init_from, method, family)
         warm_start_init(method, a.init_from)
-    log = out / "metrics.jsonl"
-    log.unlink(missing_ok=True)
-    trainer = MetaTrainer(method, family, tcfg, log=jsonl_logger(log))
-    trainer.train(progress=not a.quiet)
-    path = checkpoint.save(out / "checkpoint.safetensors", method, family,
-                           extra={"train": tcfg.__dict__, "stats": trainer.stats.__dict__})
-    (out / "config.json").write_text(json.dumps({"method": cfg.to_dict(), "train": tcfg.__dict__,
-                                                 "family": family.config()}, indent=1))
+    # the log callback creates the folder: attach it once every check has passed
+    trainer = MetaTrainer(method, family, tcfg, replicas=replicas)
+    config = runs.run_config(trainer, init_from=a.init_from)
+    if a.resume:
+        start = runs.resume(path, trainer, config)
+        if start >= tcfg.iterations:
+            if main:
+                print(f"{cfg.label}: the run in {out} is already complete "
+                      f"({start} meta-iterations); checkpoint: {path}")
+            return 0
+        if main:
+            runs.truncate_log(log, start)
+            print(f"resuming {cfg.label} at meta-iteration {start} of {tcfg.iterations} "
+                  f"from {path}")
+    elif main:
+        out.mkdir(parents=True, exist_ok=True)
+        log.unlink(missing_ok=True)
+        (out / "config.json").write_text(json.dumps(config, indent=1))
+    trainer.log = jsonl_logger(log) if main else None
+    with runs.StopOnSignal(announce=main) as stop:
+        trainer.train(progress=not a.quiet and main, save=lambda: runs.save(path, trainer, config),
+                      save_every=a.checkpoint_every, stop=stop)
     s = trainer.stats
-    print(f"{cfg.label}: {s.iterations} meta-iterations in {s.wall_time_s:.0f}s "
-          f"({s.skipped_nonfinite} non-finite meta-gradients skipped)")
-    print(f"checkpoint: {path}\nmetrics log: {log}")
+    if trainer.stopped:
+        if main:
+            print(f"lft: stopped at meta-iteration {s.iterations} of {tcfg.iterations}; "
+                  f"checkpoint saved to {path}; to continue, rerun the same command with "
+                  f"--resume (lft train ... --out {out} --resume)", file=sys.stderr)
+        return 130 if stop.received == "SIGINT" else 143
+    if main:
+        ranks = f" on {replicas.world_size} ranks" if replicas.world_size > 1 else ""
+        print(f"{cfg.label}: {s.iterations} meta-iterations in {s.wall_time_s:.0f}s{ranks} "
+              f"({s.skipped_nonfinite} non-finite meta-gradients skipped)")
+        print(f"checkpoint: {path}\nmetrics log: {log}")
     return 0
 
 
 def cmd_evaluate(a) -> int:
-    from lft import checkpoint
+    from lft import checkpoint, pretrained
     from lft.experiments.results import curve_rows, write_json
     from lft.meta import evaluate
 
-    method, family, _ = checkpoint.load(a.checkpoint)
+    if a.json and Path(a.json).is_dir():
+        raise UserError(f"--json {a.json} is a folder; pass a file name such as rows.json")
+    method, family, extra = checkpoint.load(pretrained.resolve(a.checkpoint))
     curves = evaluate(method, family, n_tasks=a.tasks, steps=a.steps, seed=a.seed,
                       progress=not a.quiet)
     c = curves[next(iter(curves))]
@@ -178,6 +260,8 @@ def cmd_evaluate(a) -> int:
     print(f"{'step':>5}  {'mean':>10}  {'ci95':>8}")
     for k in range(len(mean)):
         print(f"{k:>5}  {float(mean[k]):>10.4f}  {float(ci[k]):>8.4f}")
+    for line in pretrained.comparison(extra, c.metric, mean, ci, a.tasks, a.steps, a.seed):
+        print(line)
     if a.json:
         rows = curve_rows(c, method.config.name, method.config.oracle_kind, family.name,
                           family.name)
@@ -186,13 +270,26 @@ def cmd_evaluate(a) -> int:
 
 
 def cmd_reproduce(a) -> int:
-    from lft.experiments import figure4
+    import importlib
 
+    module = importlib.import_module(f"lft.experiments.{a.artefact}")
     out = Path(a.out or f"results/{a.artefact}")
-    doc = figure4.reproduce(profile=a.profile, out=out, seed=a.seed, workers=a.workers,
-                            progress=not a.quiet)
-    print((out / "table.md").read_text())
-    print(f"wrote {out / 'results.json'}, {out / 'table.md'}, {out / 'figure4.png'} "
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a folder for the results")
+    kwargs = {"data_dir": a.data_dir} if a.artefact != "figure4" else {}
+    existed = out.exists()
+    try:
+        doc = module.reproduce(profile=a.profile, out=out, seed=a.seed, workers=a.workers,
+                               progress=not a.quiet, **kwargs)
+    except (UserError, ValueError, OSError):
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a folder this run created and never wrote to: leave nothing behind
+        raise
+    written = sorted(p.name for p in out.iterdir() if p.suffix in (".json", ".md", ".png"))
+    for name in written:
+        if name.endswith(".md"):
+            print((out / name).read_text())
+    print(f"wrote {', '.join(str(out / n) for n in written)} "
           f"in {doc['wall_time_s'] / 60:.1f} min")
     return 0
 
@@ -200,14 +297,26 @@ def cmd_reproduce(a) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
+    from lft.perf import configure_allocator
+
+    configure_allocator()
     handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce,
                 "data": cmd_data}
+    from lft.meta.distributed import DistributedError
+
     try:
         handler = getattr(a, "handler", None) or handlers[a.command]
         return handler(a)
-    except (UserError, ValueError, FileNotFoundError) as e:
-        print(f"lft: error: {e}", file=sys.stderr)
+    except (UserError, ValueError) as e:  # incl. DataError, CheckpointError
+        print(f"lft: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path that cannot be read or written: name it
+        where = f": {e.filename}" if e.filename else ""
+        print(f"lft: error: {one_line(e.strerror or e)}{where}", file=sys.stderr)
+        return 2
+    except DistributedError as e:  # another rank failed: not a user error (status 1)
+        print(f"lft: error: {one_line(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("lft: interrupted", file=sys.stderr)
         return 130

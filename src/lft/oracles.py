@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import torch
 
+from lft import validation as v
+
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 DIRECTIONS = ("gaussian", "rademacher", "sphere")
 
@@ -33,9 +35,10 @@ class FirstOrder:
     kind = "fo"
 
     def __init__(self, second_order: bool = False):
-        self.second_order = bool(second_order)
+        self.second_order = v.boolean("second_order", second_order, "first-order oracle")
 
     def config(self) -> dict:
+        """JSON that rebuilds this oracle with :func:`build_oracle`."""
         return {"type": self.kind, "second_order": self.second_order}
 
     queries_per_step = 0  # function evaluations; a gradient costs one forward + backward
@@ -66,18 +69,15 @@ class ZerothOrder:
 
     def __init__(self, q: int = 20, mu: float = 0.005, directions: str = "gaussian",
                  scheme: str = "forward", differentiable: bool = False):
-        if q < 1:
-            raise ValueError(f"zeroth-order oracle needs q >= 1 directions, got {q}")
-        if mu <= 0:
-            raise ValueError(f"smoothing radius mu must be positive, got {mu}")
-        if directions not in DIRECTIONS:
-            raise ValueError(f"directions must be one of {DIRECTIONS}, got {directions!r}")
-        if scheme not in ("forward", "antithetic"):
-            raise ValueError(f"scheme must be 'forward' or 'antithetic', got {scheme!r}")
-        self.q, self.mu = int(q), float(mu)
-        self.directions, self.scheme, self.differentiable = directions, scheme, bool(differentiable)
+        where = "zeroth-order oracle"
+        self.q = v.integer("q (directions per step)", q, 1, where=where)
+        self.mu = v.positive("smoothing radius mu", mu, where)
+        self.directions = v.choice("directions", directions, DIRECTIONS, where)
+        self.scheme = v.choice("scheme", scheme, ("forward", "antithetic"), where)
+        self.differentiable = v.boolean("differentiable", differentiable, where)
 
     def config(self) -> dict:
+        """JSON that rebuilds this oracle with :func:`build_oracle`."""
         return {"type": self.kind, "q": self.q, "mu": self.mu, "directions": self.directions,
                 "scheme": self.scheme, "differentiable": self.differentiable}
 
@@ -116,12 +116,14 @@ class ZerothOrder:
 
 
 def build_oracle(config: dict):
-    """Build an oracle from ``{"type": "fo"|"zo", **kwargs}``."""
-    config = dict(config)
+    """Build an oracle from ``{"type": "fo"|"zo", **kwargs}``; bad options raise ``ValueError``."""
+    config = v.mapping("a gradient-oracle configuration", config)
     kind = config.pop("type", None)
-    cls = {"fo": FirstOrder, "zo": ZerothOrder}.get(kind)
+    cls = {"fo": FirstOrder, "zo": ZerothOrder}.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ValueError(f"unknown gradient oracle {kind!r}; choose 'fo' or 'zo'")
+        raise ValueError(f"unknown gradient oracle {kind!r}; choose 'fo' (gradients) or 'zo' "
+                         "(function values only)")
+    v.known_options(f"gradient oracle {kind!r}", config, v.parameters_of(cls.__init__))
     try:
         return cls(**config)
     except TypeError as e:

@@ -26,6 +26,8 @@ from lft.data.download import download
 from lft.data.episodes import (
     META_TRAIN_FRACTION,
     class_index,
+    draw_per_class,
+    gather_images,
     meta_splits,
     sample_episodes,
     split_for,
@@ -47,6 +49,8 @@ __all__ = [
     "ImageSplit",
     "class_index",
     "download",
+    "draw_per_class",
+    "gather_images",
     "load_idx_pair",
     "load_image_folder",
     "load_image_tree",

@@ -42,9 +42,11 @@ def _padded(index: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return table, counts
 
 
-def _draw(index: list[np.ndarray], classes: torch.Tensor, k: int,
-          generator: torch.Generator | None) -> torch.Tensor:
+def draw_per_class(index: list[np.ndarray], classes: torch.Tensor, k: int,
+                   generator: torch.Generator | None) -> torch.Tensor:
     """``k`` distinct image indices of each class in ``classes`` ``(T, W)`` -> ``(T, W, k)``.
+
+    ``index`` is :func:`class_index` of a split; classes are label indices.
 
     Each class's images get uniform random keys, padding slots key 2; the ``k`` smallest keys
     are a uniform draw without replacement. Done for a chunk of tasks at a time.
@@ -63,10 +65,13 @@ def _draw(index: list[np.ndarray], classes: torch.Tensor, k: int,
     return torch.cat(out)
 
 
-def _pixels(split: ImageSplit, index: torch.Tensor) -> torch.Tensor:
+def gather_images(split: ImageSplit, index: torch.Tensor) -> torch.Tensor:
     """Images at ``index`` ``(T, N)`` as float32 ``(T, N, C, H, W)`` in ``[0, 1]``."""
     x = torch.from_numpy(split.images[index.numpy()])
     return x.permute(0, 1, 4, 2, 3).float().div_(255.0)
+
+
+_draw, _pixels = draw_per_class, gather_images  # the former private names
 
 
 def sample_episodes(split_tr: ImageSplit, split_val: ImageSplit, n_tasks: int, ways: int = 2,
@@ -104,11 +109,12 @@ def sample_episodes(split_tr: ImageSplit, split_val: ImageSplit, n_tasks: int, w
             raise DataError(f"{what}={k} but class {split_tr.classes[c]!r} has only "
                             f"{counts[c]} {role} images; use {what} <= {counts.min()}")
     classes = torch.rand(n_tasks, n_classes, generator=generator).argsort(dim=1)[:, :ways]
-    idx_tr = _draw(index_tr, classes, shots, generator).reshape(n_tasks, ways * shots)
-    idx_val = _draw(index_val, classes, queries, generator).reshape(n_tasks, ways * queries)
+    idx_tr = draw_per_class(index_tr, classes, shots, generator).reshape(n_tasks, ways * shots)
+    idx_val = draw_per_class(index_val, classes, queries, generator).reshape(n_tasks,
+                                                                           ways * queries)
     y_tr = torch.arange(ways).repeat_interleave(shots).expand(n_tasks, -1).contiguous()
     y_val = torch.arange(ways).repeat_interleave(queries).expand(n_tasks, -1).contiguous()
-    return _pixels(split_tr, idx_tr), y_tr, _pixels(split_val, idx_val), y_val
+    return gather_images(split_tr, idx_tr), y_tr, gather_images(split_val, idx_val), y_val
 
 
 def split_for(split: ImageSplit, part: str, fraction: float, seed: int = 0) -> ImageSplit:

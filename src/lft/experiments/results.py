@@ -40,10 +40,11 @@ def utc_now() -> str:
 
 def curve_rows(curve: Curve, method: str, oracle: str, train_source: str, test_source: str,
                note: str = "") -> list[dict]:
-    """One schema row per fine-tuning step."""
+    """One schema row per fine-tuning step (per recorded step of a sparse curve)."""
     mean, ci = curve.mean(), curve.ci95()
+    steps = curve.steps or range(len(mean))
     return [{"method": method, "oracle": oracle, "train_source": train_source,
-             "test_source": test_source, "metric": curve.metric, "step": k,
+             "test_source": test_source, "metric": curve.metric, "step": steps[k],
              "mean": _num(mean[k]), "ci95": _num(ci[k]), "n": curve.n, "note": note}
             for k in range(len(mean))]
 

@@ -18,6 +18,7 @@ from lft import checkpoint
 from lft.meta.evaluate import evaluate, tune_learning_rate
 from lft.meta.learners import Method, MethodConfig
 from lft.meta.trainer import MetaTrainer, TrainConfig, jsonl_logger
+from lft.perf import configure_allocator
 from lft.tasks import build_family
 
 
@@ -27,7 +28,11 @@ def job_key(job: dict) -> str:
 
 
 def run_job(job: dict, progress: bool = True, threads: int | None = None) -> dict:
-    """Meta-train (or tune) one method and evaluate it on the held-out test tasks."""
+    """Meta-train (or tune) one method and evaluate it on the held-out test tasks.
+
+    ``job["tests"]`` (optional) maps names to family configurations to test on instead of the
+    training family: a fine-tuner meta-trained on one source tested on another.
+    """
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -52,14 +57,23 @@ def run_job(job: dict, progress: bool = True, threads: int | None = None) -> dic
     else:
         tune = job["tune"]
         best, scores = tune_learning_rate(cfg, family, tune["grid"], steps=job["steps"],
-                                          n_tasks=tune["tasks"], seed=job["seed"])
+                                          n_tasks=tune["tasks"], seed=job["seed"],
+                                          chunk=job.get("eval_chunk"))
         cfg.rule["lr"] = best
         method = Method(cfg, family, seed=job["seed"])
         record.update(tuned_lr=best, tuning_scores={str(k): v for k, v in scores.items()})
-    curves = evaluate(method, family, n_tasks=job["test_tasks"], steps=job["steps"],
-                      seed=job["test_seed"], progress=progress)
     record["method_config"] = cfg.to_dict()
-    record["curves"] = {k: c.values.tolist() for k, c in curves.items()}
+    if "tests" in job:  # evaluate on each named test family (e.g. other image sources)
+        record["tests"] = {}
+        for name, test_family in job["tests"].items():
+            curves = evaluate(method, build_family(test_family), n_tasks=job["test_tasks"],
+                              steps=job["steps"], seed=job["test_seed"], progress=progress,
+                              chunk=job.get("eval_chunk", 250))
+            record["tests"][name] = {k: c.values.tolist() for k, c in curves.items()}
+    else:
+        curves = evaluate(method, family, n_tasks=job["test_tasks"], steps=job["steps"],
+                          seed=job["test_seed"], progress=progress)
+        record["curves"] = {k: c.values.tolist() for k, c in curves.items()}
     record["wall_time_s"] = time.perf_counter() - t0
     return record
 
@@ -76,6 +90,7 @@ def warm_start_init(method: Method, path: str | Path) -> None:
 
 
 def _worker(job: dict) -> dict:
+    configure_allocator()
     return run_job(job, progress=False, threads=1)
 
 

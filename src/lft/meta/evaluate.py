@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from lft.meta.learners import Method, MethodConfig
+from lft import validation
+from lft.meta.learners import Method, MethodConfig, recorded_steps
 from lft.seeding import generator as make_generator
 from lft.tasks.base import TaskFamily, as_groups
 
@@ -31,16 +32,22 @@ def t_quantile_975(dof: int) -> float:
 
 @dataclass
 class Curve:
-    """Per-task values of one metric at every fine-tuning step: ``values[task, step]``."""
+    """Per-task values of one metric at every fine-tuning step: ``values[task, step]``.
+
+    ``steps`` (optional) lists the fine-tuning step of each column when only some steps were
+    recorded (``evaluate(..., record=...)``); ``None`` means columns ``0, 1, 2, ...``.
+    """
 
     metric: str
     values: torch.Tensor
+    steps: list[int] | None = None
 
     @property
     def n(self) -> int:
         return self.values.shape[0]
 
     def mean(self) -> torch.Tensor:
+        """Mean over tasks at each step."""
         return self.values.mean(0)
 
     def ci95(self) -> torch.Tensor:
@@ -50,12 +57,30 @@ class Curve:
         return t_quantile_975(self.n - 1) * self.values.std(0) / math.sqrt(self.n)
 
 
+def sparse_steps(steps: int, every: int = 5, dense: int = 10) -> list[int]:
+    """Steps ``0..dense``, every ``every``-th step and the last one: where to record metrics
+    cheaply (``evaluate(..., record=sparse_steps(200))`` records 50 of 201 steps)."""
+    return sorted({*range(min(dense, steps) + 1), *range(0, steps + 1, every), steps})
+
+
 def evaluate(method: Method, family: TaskFamily, n_tasks: int = 500, steps: int = 20,
              seed: int = 0, chunk: int = 250, progress: bool = True,
-             purpose: str = "test") -> dict[str, Curve]:
-    """Fine-tune ``n_tasks`` held-out tasks for ``steps`` steps; curves of every metric."""
-    if n_tasks < 1 or steps < 0:
-        raise ValueError(f"need n_tasks >= 1 and steps >= 0, got {n_tasks} and {steps}")
+             purpose: str = "test", record=None) -> dict[str, Curve]:
+    """Fine-tune ``n_tasks`` held-out tasks for ``steps`` steps; curves of every metric.
+
+    ``record`` (optional): the steps at which to compute the metrics (default every step), e.g.
+    :func:`sparse_steps`; the curves then have one column per recorded step (``Curve.steps``),
+    equal to the full curves' at those steps.
+
+    Raises ``ValueError`` for non-positive ``n_tasks``, ``steps`` or ``chunk`` and for a
+    method whose learned initialisation does not fit ``family``'s optimisee.
+    """
+    if not isinstance(method, Method):
+        raise TypeError(f"evaluate needs a lft.Method, got {type(method).__name__}")
+    method.check_family(family)
+    n_tasks = validation.integer("n_tasks", n_tasks, 1, where="evaluate")
+    steps = validation.integer("steps", steps, 1, where="evaluate")
+    chunk = validation.integer("chunk", chunk, 1, where="evaluate")
     if purpose == "test":
         family = family.for_part("meta-test")
     task_gen = make_generator(seed, f"{purpose}-tasks")
@@ -67,30 +92,48 @@ def evaluate(method: Method, family: TaskFamily, n_tasks: int = 500, steps: int 
         while done < n_tasks:
             b = min(chunk, n_tasks - done)
             for tasks in as_groups(family.sample(b, task_gen)):
-                for name, v in method.curve(tasks, steps, run_gen, "test").items():
+                for name, v in method.curve(tasks, steps, run_gen, "test", record).items():
                     parts.setdefault(name, []).append(v)
             done += b
             bar.update(b)
-    return {name: Curve(name, torch.cat(vs)) for name, vs in parts.items()}
+    kept = None if record is None else recorded_steps(steps, record)
+    return {name: Curve(name, torch.cat(vs), kept) for name, vs in parts.items()}
 
 
 def tune_learning_rate(config: MethodConfig, family: TaskFamily, grid: list[float],
-                       steps: int = 20, n_tasks: int = 100, seed: int = 0
+                       steps: int = 20, n_tasks: int = 100, seed: int = 0,
+                       chunk: int | None = None, record=None
                        ) -> tuple[float, dict[float, float]]:
     """Pick a hand-designed rule's learning rate on meta-training-stream tasks.
 
     Score: validation loss averaged over steps ``1..steps`` (the area under the curve, the
     same quantity LFT's uniform-weight meta-loss measures). Test tasks (and, for image
-    families, meta-test images) are never seen.
+    families, meta-test images) are never seen. ``chunk`` bounds how many tasks run at once
+    (memory); it changes which tasks are drawn, so compare methods at the same ``chunk``.
+    ``record`` (optional, e.g. every 5th step): average the loss over these steps (those > 0)
+    only, which saves most of the cost of measuring it on image tasks.
     """
+    where = "tune_learning_rate"
+    grid = [validation.positive("learning rate in grid", lr, where)
+            for lr in validation.sequence("grid", grid, where=where)]
+    if not grid:
+        raise ValueError(f"{where}: grid must list at least one learning rate")
+    steps = validation.integer("steps", steps, 1, where=where)
+    n_tasks = validation.integer("n_tasks", n_tasks, 1, where=where)
     scores: dict[float, float] = {}
     for lr in grid:
         cfg = MethodConfig.from_dict({**config.to_dict(), "rule": {**config.rule, "lr": lr}})
         method = Method(cfg, family, seed)
-        groups = as_groups(family.sample(n_tasks, make_generator(seed, "lr-tuning-tasks")))
+        task_gen = make_generator(seed, "lr-tuning-tasks")
         init_gen = make_generator(seed, "lr-tuning-init")
-        losses = [method.curve(t, steps, init_gen, "val")["loss"] for t in groups]
-        score = torch.cat(losses)[:, 1:].mean()
+        losses, done = [], 0
+        while done < n_tasks:  # in chunks of ``chunk`` tasks (all at once by default)
+            b = min(chunk or n_tasks, n_tasks - done)
+            losses += [method.curve(t, steps, init_gen, "val", record)["loss"]
+                       for t in as_groups(family.sample(b, task_gen))]
+            done += b
+        later = [i for i, k in enumerate(recorded_steps(steps, record)) if k > 0]
+        score = torch.cat(losses)[:, later].mean()
         scores[lr] = float(score) if torch.isfinite(score) else float("inf")
     best = min(scores, key=scores.get)
     return best, scores

@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from lft import rules as rules_mod
+from lft import validation as v
 from lft.meta.initializers import LearnedInit, RandomInit
-from lft.meta.objective import Objective
+from lft.meta.objective import WEIGHTINGS, Objective
 from lft.meta.unroll import trajectory
 from lft.oracles import build_oracle
 from lft.seeding import derive_seed
@@ -73,11 +74,38 @@ class MethodConfig:
     horizon: int = 20
     truncation: int | None = None
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field's type and value; a bad one raises one ``ValueError`` line.
+
+        The rule's and the oracle's own options are checked when they are built (by
+        :class:`Method`, :func:`lft.rules.build`, :func:`lft.oracles.build_oracle`).
+        """
+        where = f"method {self.name!r}" if isinstance(self.name, str) else "method"
+        v.text("name", self.name, where)
+        for label, cfg, kinds in (("rule", self.rule, tuple(rules_mod.RULES)),
+                                  ("oracle", self.oracle, ("fo", "zo"))):
+            cfg = v.mapping(label, cfg, where)
+            v.choice(f"{label} type", cfg.get("type"), kinds, where)
+        for label in ("learn_rule", "learn_init", "merge_splits", "normalize"):
+            v.boolean(label, getattr(self, label), where)
+        v.choice("meta_split", self.meta_split, ("val", "train"), where)
+        v.choice("weighting", self.weighting, WEIGHTINGS, where)
+        self.horizon = v.integer("horizon (unrolled steps)", self.horizon, 1, where=where)
+        if self.truncation is not None:
+            self.truncation = v.integer("truncation (steps per window, or None)",
+                                        self.truncation, 1, where=where)
+
     def to_dict(self) -> dict:
+        """The fields as a JSON-serialisable dict (a deep copy; see :meth:`from_dict`)."""
         return copy.deepcopy(asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict) -> MethodConfig:
+        """A configuration from a dict of its fields; unknown or bad fields raise ``ValueError``."""
+        d = v.mapping("a method configuration", d)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -130,10 +158,12 @@ def preset(name: str, zo: bool = False, **overrides) -> MethodConfig:
         raise ValueError(f"unknown method {name!r}; choose from {list(METHODS)}")
     for key, value in overrides.items():
         if not hasattr(cfg, key):
-            raise ValueError(f"unknown method option {key!r}")
+            raise ValueError(f"unknown method option {key!r}; known: "
+                             f"{sorted(f.name for f in fields(MethodConfig))}")
         if isinstance(value, dict) and isinstance(getattr(cfg, key), dict):
             value = {**getattr(cfg, key), **value}
         setattr(cfg, key, value)
+    cfg.validate()
     return cfg
 
 
@@ -146,6 +176,14 @@ class Method(nn.Module):
 
     def __init__(self, config: MethodConfig, family: TaskFamily, seed: int = 0):
         super().__init__()
+        if not isinstance(config, MethodConfig):
+            raise TypeError(f"Method needs a MethodConfig (e.g. lft.preset('lft')), got "
+                            f"{type(config).__name__}")
+        if not isinstance(family, TaskFamily):
+            raise TypeError(f"Method needs a TaskFamily (e.g. lft.SineFamily()), got "
+                            f"{type(family).__name__}")
+        config.validate()
+        seed = v.integer("seed", seed, None, where="Method")
         self.config = config
         with torch.random.fork_rng(devices=[]):  # the rule's initial phi depends on the seed only
             torch.manual_seed(derive_seed(seed, "rule-init"))
@@ -167,6 +205,21 @@ class Method(nn.Module):
         if config.horizon < 1:
             raise ValueError(f"horizon must be at least 1 step, got {config.horizon}")
 
+    def check_family(self, family: TaskFamily) -> None:
+        """Refuse a family whose optimisee does not fit this method's learned initialisation
+        (e.g. a MAML checkpoint of the sine MLP used on MNIST tasks), naming both sizes."""
+        if not isinstance(family, TaskFamily):
+            raise TypeError(f"expected a TaskFamily, got {type(family).__name__}")
+        if not self.config.learn_init:
+            return
+        dim = getattr(getattr(family, "model", None), "dim", None)
+        have = self.init.theta0.numel()
+        if not family.congruous or dim != have:
+            raise ValueError(f"method {self.config.name!r} has a learned initialisation of "
+                             f"{have} parameters, but family {family.name!r} has optimisees of "
+                             f"{dim if family.congruous else 'several'} parameters; fix: use it "
+                             "with the family it was meta-trained on")
+
     def meta_parameters(self) -> list[nn.Parameter]:
         """The parameters meta-training updates."""
         params = list(self.rule.parameters()) if self.config.learn_rule else []
@@ -185,16 +238,33 @@ class Method(nn.Module):
 
     @torch.no_grad()
     def curve(self, tasks: TaskBatch, steps: int, generator: torch.Generator | None = None,
-              split: str = "test") -> dict[str, torch.Tensor]:
+              split: str = "test", record=None) -> dict[str, torch.Tensor]:
         """Fine-tune on ``D_tr`` for ``steps`` steps; metrics on ``split`` at every step.
 
         Returns ``{metric: (B, steps + 1)}`` (step 0 is the initial optimisee). At meta-test
-        time every method fine-tunes on the task's own fine-tuning set only.
+        time every method fine-tunes on the task's own fine-tuning set only. ``record``
+        (optional) names the steps in ``0..steps`` at which to compute the metrics (e.g.
+        :func:`lft.meta.evaluate.sparse_steps`), which is most of a step's cost on image tasks;
+        the rule still takes all ``steps`` steps, and the columns, one per recorded step in
+        increasing order, equal the full curve's at those steps.
         """
+        keep = set(recorded_steps(steps, record))
         theta, state = self.start(tasks, generator)
         theta = theta.detach()
-        rows = [tasks.metrics(theta, split)]
-        for theta, state in trajectory(self.rule, self.oracle, tasks, theta, state, steps,
-                                       generator):
-            rows.append(tasks.metrics(theta, split))
+        rows = [tasks.metrics(theta, split)] if 0 in keep else []
+        for k, (theta, state) in enumerate(trajectory(self.rule, self.oracle, tasks, theta,
+                                                      state, steps, generator), start=1):
+            if k in keep:
+                rows.append(tasks.metrics(theta, split))
         return {k: torch.stack([r[k] for r in rows], dim=1) for k in rows[0]}
+
+
+def recorded_steps(steps: int, record=None) -> list[int]:
+    """The steps ``record`` names (sorted, without repeats), each checked to lie in
+    ``0..steps``; all of ``0..steps`` when ``record`` is ``None``."""
+    if record is None:
+        return list(range(steps + 1))
+    keep = sorted({v.integer("recorded step", k, 0, steps, where="record") for k in record})
+    if not keep:
+        raise ValueError(f"record must name at least one step in 0..{steps}")
+    return keep

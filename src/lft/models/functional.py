@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from lft.models.batched import batched_sequential
+
 
 class FlatModel:
     """Wraps ``module`` so that it can be called as ``f(theta, x)`` with ``theta`` flat.
@@ -16,6 +18,9 @@ class FlatModel:
     perturbed copies per task, as the zeroth-order oracle needs); ``x`` has shape
     ``(B, N, *in_shape)`` and is shared by the ``P`` copies of its task. Parameters are
     unflattened as views, so gradients flow back to ``theta`` unchanged.
+
+    Sequentials of linear layers and activations run as batched matrix products
+    (:mod:`lft.models.batched`); any other module runs through ``vmap(functional_call)``.
     """
 
     def __init__(self, module: nn.Module):
@@ -27,6 +32,8 @@ class FlatModel:
             self.shapes.append(p.shape)
         self.numels = [math.prod(s) for s in self.shapes]
         self.dim = sum(self.numels)
+        self._roles: torch.Tensor | None = None
+        self._direct = batched_sequential(module)
         self._batched = vmap(self._call_one, in_dims=(0, 0))
         self._batched_perturbed = vmap(vmap(self._call_one, in_dims=(0, None)), in_dims=(0, 0))
 
@@ -37,7 +44,13 @@ class FlatModel:
 
         Defined for any architecture, so a coordinate-wise rule can treat layers differently
         and still serve incongruous models (an MLP and a CNN share these six roles).
+        Computed once and cached (a fresh clone is returned).
         """
+        if self._roles is None:
+            self._roles = self._compute_roles()
+        return self._roles.clone()
+
+    def _compute_roles(self) -> torch.Tensor:
         layers = sorted({n.rsplit(".", 1)[0] for n in self.names},
                         key=lambda m: min(i for i, n in enumerate(self.names)
                                           if n.rsplit(".", 1)[0] == m))
@@ -68,6 +81,8 @@ class FlatModel:
 
     def __call__(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Batched forward pass: ``(B, D), (B, N, ...) -> (B, N, ...)`` or with ``P`` copies."""
+        if self._direct is not None and theta.dim() in (2, 3):
+            return self._direct(self.unflatten(theta), x, theta.dim() - 1)
         if theta.dim() == 2:
             return self._batched(theta, x)
         if theta.dim() == 3:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from lft import validation
+from lft.rules import schema
 from lft.rules.base import State, UpdateRule, detach_state, tree_init, tree_update
 from lft.rules.combine import Sum
 from lft.rules.handcrafted import SGD, Adam, SignSGD
@@ -13,13 +15,17 @@ RULES: dict[str, type[UpdateRule]] = {
 
 
 def build(config: dict) -> UpdateRule:
-    """Build a rule from ``{"type": name, **kwargs}`` (what :meth:`UpdateRule.config` returns)."""
-    config = dict(config)
+    """Build a rule from ``{"type": name, **kwargs}`` (what :meth:`UpdateRule.config` returns).
+
+    Every option is checked first (:mod:`lft.rules.schema`): a bad configuration raises one
+    ``ValueError`` naming the rule, the option and what it accepts.
+    """
+    config = validation.mapping("an update-rule configuration", config)
     kind = config.pop("type", None)
-    if kind not in RULES:
-        raise ValueError(f"unknown update rule {kind!r}; choose from {sorted(RULES)}")
-    if "features" in config:
-        config["features"] = tuple(config["features"])
+    if not isinstance(kind, str) or kind not in RULES:
+        raise ValueError(f"unknown update rule {kind!r}; choose from {sorted(RULES)} "
+                         '(e.g. {"type": "lstm"})')
+    config = schema.check(kind, config, RULES[kind])
     try:
         return RULES[kind](**config)
     except TypeError as e:

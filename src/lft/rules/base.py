@@ -35,10 +35,14 @@ class UpdateRule(nn.Module):
 
     def init(self, theta: torch.Tensor, roles: torch.Tensor | None = None
              ) -> State:  # pragma: no cover - interface
+        """The rule's state for an optimisee shaped like ``theta`` (``roles``: per-coordinate
+        parameter kinds, for rules that read them)."""
         raise NotImplementedError
 
     def update(self, grad: torch.Tensor, state: State,
                theta: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
+        """``(delta, new_state)``: the additive update ``theta <- theta + delta`` for the
+        gradient (or estimate) ``grad``; pure, so it can be differentiated through."""
         raise NotImplementedError  # pragma: no cover - interface
 
     def config(self) -> dict:

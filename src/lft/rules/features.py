@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from lft.rules.lstm_cell import transforms_active
+
 FEATURES = ("raw", "logsign", "adam", "param", "role")
 N_ROLES = 6
 
@@ -37,7 +39,8 @@ def feature_width(features: tuple[str, ...]) -> int:
 def feature_state(features: tuple[str, ...], theta: torch.Tensor,
                   roles: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """Zero moments ``(m, v)`` and a step counter when ``adam`` features are used, then the
-    role one-hot when ``role`` is."""
+    role one-hot, channels first (``(N_ROLES, *theta.shape)``, an expanded view), when ``role``
+    is."""
     state: tuple[torch.Tensor, ...] = ()
     if "adam" in features:
         z = torch.zeros_like(theta)
@@ -45,42 +48,66 @@ def feature_state(features: tuple[str, ...], theta: torch.Tensor,
     if "role" in features:
         if roles is None:
             raise ValueError("the 'role' feature needs coordinate roles: init(theta, roles)")
-        one_hot = torch.nn.functional.one_hot(roles.to(theta.device), N_ROLES).to(theta.dtype)
-        state += (one_hot.expand(*theta.shape, N_ROLES),)
+        roles = roles.to(theta.device)
+        one_hot = torch.nn.functional.one_hot(roles, N_ROLES).to(theta.dtype).movedim(-1, 0)
+        one_hot = one_hot.contiguous()  # channel rows contiguous: a fast copy into the inputs
+        pad = (1,) * (theta.dim() - roles.dim())
+        state += (one_hot.reshape(N_ROLES, *pad, *roles.shape).expand(N_ROLES, *theta.shape),)
     return state
 
 
-def compute_features(features: tuple[str, ...], g: torch.Tensor, fstate: tuple,
-                     p: float = 10.0, raw_scale: float = 1.0,
-                     betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                     theta: torch.Tensor | None = None):
-    """Stack the requested features of ``g`` along a new last axis; returns ``(x, fstate)``."""
-    out = []
+def feature_rows(features: tuple[str, ...], g: torch.Tensor, fstate: tuple,
+                 p: float = 10.0, raw_scale: float = 1.0,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 theta: torch.Tensor | None = None) -> tuple[list[torch.Tensor], tuple]:
+    """The requested features of ``g``, channels first: ``([(k_i, *g.shape), ...], fstate)``.
+
+    Channels come in the order of ``features`` (the columns of the rule's input weights); the
+    caller concatenates them along the first axis, which is one copy of the inputs.
+    """
+    # without autograd, intermediates are updated in place (fewer temporaries, same numbers)
+    inplace = not transforms_active() and (not torch.is_grad_enabled() or not (
+        g.requires_grad or any(t.requires_grad for t in fstate[:2])))
+    out: list[torch.Tensor] = []
     for name in features:
         if name == "raw":
-            out.append(g * raw_scale)
+            out.append((g * raw_scale).unsqueeze(0))
         elif name == "logsign":
-            absg = g.abs()
-            big = absg >= math.exp(-p)
-            logm = torch.log(absg.clamp_min(math.exp(-p))) / p
-            out.append(torch.where(big, logm, torch.full_like(g, -1.0)))
-            out.append(torch.where(big, torch.sign(g), g * math.exp(p)))
+            # (log|g|/p, sign g) if |g| >= e^-p else (-1, e^p g), written branch-free:
+            # log(max(|g|, e^-p))/p is -1 below the threshold, and clamp(e^p g, -1, 1) is
+            # sign g above it and e^p g below (same values and derivatives, fewer passes)
+            if inplace:
+                out.append(g.abs().clamp_min_(math.exp(-p)).log_().mul_(1.0 / p).unsqueeze(0))
+                out.append(torch.mul(g, math.exp(p)).clamp_(-1.0, 1.0).unsqueeze(0))
+            else:
+                out.append((torch.log(g.abs().clamp_min(math.exp(-p))) * (1.0 / p)).unsqueeze(0))
+                out.append((g * math.exp(p)).clamp(-1.0, 1.0).unsqueeze(0))
         elif name == "param":
             if theta is None:
                 raise ValueError("the 'param' feature needs the optimisee: call "
                                  "update(grad, state, theta)")
-            out.append(theta)
+            out.append(theta.unsqueeze(0))
         elif name == "role":
-            out.extend(fstate[-1].unbind(-1))
+            out.append(fstate[-1])
         elif name == "adam":
             m, v, t = fstate[:3]
             t = t + 1
-            m = betas[0] * m + (1 - betas[0]) * g
-            v = betas[1] * v + (1 - betas[1]) * g * g
-            m_hat = m / (1 - betas[0] ** t)
-            v_hat = v / (1 - betas[1] ** t)
-            denom = torch.sqrt(v_hat + eps * eps)  # sqrt(v + eps^2): finite derivative at v = 0
-            out.append(m_hat / denom)
-            out.append(g / denom)
+            m = torch.lerp(m, g, 1 - betas[0])  # beta1 m + (1 - beta1) g
+            # 1/sqrt(v_hat + eps^2): a finite derivative at v = 0
+            if inplace:
+                v = torch.mul(v, betas[1]).addcmul_(g, g, value=1 - betas[1])
+                inv = torch.div(v, 1 - betas[1] ** t).add_(eps * eps).rsqrt_()
+                out.append(torch.mul(m, inv).div_(1 - betas[0] ** t).unsqueeze(0))
+            else:
+                v = torch.addcmul(betas[1] * v, g, g, value=1 - betas[1])
+                inv = torch.rsqrt(v / (1 - betas[1] ** t) + eps * eps)
+                out.append((m * inv / (1 - betas[0] ** t)).unsqueeze(0))
+            out.append((g * inv).unsqueeze(0))
             fstate = (m, v, t) + tuple(fstate[3:])
-    return torch.stack(out, dim=-1), fstate
+    return out, fstate
+
+
+def compute_features(features: tuple[str, ...], g: torch.Tensor, fstate: tuple, **kwargs):
+    """Stack the requested features of ``g`` along a new last axis; returns ``(x, fstate)``."""
+    rows, fstate = feature_rows(features, g, fstate, **kwargs)
+    return torch.cat(rows, dim=0).movedim(0, -1), fstate

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from lft import validation as v
 from lft.rules.base import State, UpdateRule
 
 
@@ -18,9 +19,9 @@ class SGD(UpdateRule):
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0):
         super().__init__()
-        if lr <= 0:
-            raise ValueError(f"SGD learning rate must be positive, got {lr}")
-        self.lr, self.momentum = float(lr), float(momentum)
+        lr = v.positive("SGD learning rate lr", lr)
+        momentum = v.number("SGD momentum", momentum, 0.0, 1.0, high_open=True)
+        self.lr, self.momentum = lr, momentum
 
     def config(self) -> dict:
         return {"type": self.kind, "lr": self.lr, "momentum": self.momentum}
@@ -43,10 +44,9 @@ class Adam(UpdateRule):
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8):
         super().__init__()
-        if lr <= 0:
-            raise ValueError(f"Adam learning rate must be positive, got {lr}")
-        self.lr, self.eps = float(lr), float(eps)
-        self.beta1, self.beta2 = float(beta1), float(beta2)
+        self.lr, self.eps = v.positive("Adam learning rate lr", lr), v.positive("Adam eps", eps)
+        self.beta1, self.beta2 = (v.number(f"Adam {name}", b, 0.0, 1.0, high_open=True)
+                                  for name, b in (("beta1", beta1), ("beta2", beta2)))
 
     def config(self) -> dict:
         return {"type": self.kind, "lr": self.lr, "beta1": self.beta1, "beta2": self.beta2,
@@ -73,9 +73,7 @@ class SignSGD(UpdateRule):
 
     def __init__(self, lr: float = 0.01):
         super().__init__()
-        if lr <= 0:
-            raise ValueError(f"signSGD step size must be positive, got {lr}")
-        self.lr = float(lr)
+        self.lr = v.positive("signSGD step size lr", lr)
 
     def config(self) -> dict:
         return {"type": self.kind, "lr": self.lr}

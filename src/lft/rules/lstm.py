@@ -2,6 +2,17 @@
 
 One small LSTM is shared by every coordinate of every optimisee, so the same ``phi`` fine-tunes
 optimisees of any size: this is what lets incongruous tasks be meta-learned together.
+
+Layout: the rule works channels first. Inputs are ``(channels, N)`` for the ``N`` coordinates
+of all tasks at once, the state keeps ``h`` and ``c`` as ``(hidden, *theta.shape)``, and the
+four gates come out of one matrix product as ``(4 * hidden, N)``, ordered input, forget,
+output, cell so that every element-wise operation reads contiguous rows (one sigmoid over
+three gates, one tanh over the fourth). Coordinates-last layouts make the gate slices strided,
+which made each element-wise pass several times slower on CPU.
+
+Two implementations of the same step: without autograd, :mod:`lft.rules.lstm_inference`
+(blocked, in place); with it, :class:`lft.rules.lstm_cell.LSTMLayerStep` per layer (blocked,
+hand-written backward), or plain operations under ``torch.func`` transforms.
 """
 
 from __future__ import annotations
@@ -10,7 +21,9 @@ import torch
 from torch import nn
 
 from lft.rules.base import State, UpdateRule
-from lft.rules.features import compute_features, feature_state, feature_width
+from lft.rules.features import feature_rows, feature_state, feature_width
+from lft.rules.lstm_cell import LSTMLayerStep, lstm_layer_reference, transforms_active
+from lft.rules.lstm_inference import lstm_step_blocks
 
 
 class CoordinateLSTM(UpdateRule):
@@ -64,31 +77,66 @@ class CoordinateLSTM(UpdateRule):
                 "bias": self.use_bias, "head_init": self.head_init, "raw_scale": self.raw_scale}
 
     def init(self, theta: torch.Tensor, roles: torch.Tensor | None = None) -> State:
-        z = theta.new_zeros(*theta.shape, self.hidden)
+        z = theta.new_zeros(self.hidden, *theta.shape)
         hc = tuple(z.clone() for _ in range(2 * self.layers))
         return hc + feature_state(self.features, theta, roles)
 
+    def _gate_weight(self, cell: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The cell's weight (and bias) with gate rows reordered from i, f, g, o to i, f, o, g."""
+        h = self.hidden
+        w = torch.cat([cell.weight[:2 * h], cell.weight[3 * h:], cell.weight[2 * h:3 * h]])
+        b = cell.bias
+        if b is not None:
+            b = torch.cat([b[:2 * h], b[3 * h:], b[2 * h:3 * h]]).unsqueeze(1)
+        return w, b
+
     def update(self, grad: torch.Tensor, state: State,
                theta: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
-        n_hc = 2 * self.layers
-        x, fstate = compute_features(self.features, grad, tuple(state[n_hc:]), p=self.p,
-                                     raw_scale=self.raw_scale, theta=theta)
+        n_hc, hid = 2 * self.layers, self.hidden
+        rows, fstate = feature_rows(self.features, grad, tuple(state[n_hc:]), p=self.p,
+                                    raw_scale=self.raw_scale, theta=theta)
         shape = grad.shape
-        x = x.reshape(-1, x.shape[-1])
+        plain = transforms_active()  # torch.func transforms need plain operations
+        if not plain and not self._needs_graph(rows, state[:n_hc]):
+            with torch.no_grad():
+                n = grad.numel()
+                out, new_hc = lstm_step_blocks(
+                    [self._gate_weight(cell) for cell in self.cells],
+                    (self.head.weight, self.head.bias),
+                    [r.reshape(r.shape[0], n) for r in rows],
+                    [s.reshape(hid, n) for s in state[:n_hc]], hid)
+                if self.bounded:  # the fresh output squashed and scaled in place
+                    out.tanh_()
+                out = out.mul_(self.output_scale).reshape(shape)
+            return out, tuple(
+                s.reshape(hid, *shape) for s in new_hc) + tuple(fstate)
         new_hc = []
         for i, cell in enumerate(self.cells):
-            h = state[2 * i].reshape(-1, self.hidden)
-            c = state[2 * i + 1].reshape(-1, self.hidden)
-            gates = cell(torch.cat([x, h], dim=1))
-            ig, fg, gg, og = gates.chunk(4, dim=1)
-            c = torch.sigmoid(fg) * c + torch.sigmoid(ig) * torch.tanh(gg)
-            h = torch.sigmoid(og) * torch.tanh(c)
-            new_hc += [h.reshape(*shape, self.hidden), c.reshape(*shape, self.hidden)]
-            x = h
-        out = self.head(x).reshape(shape)
+            h, c = state[2 * i], state[2 * i + 1]
+            x = torch.cat(rows + [h], dim=0).reshape(-1, grad.numel())  # (channels, N)
+            w, b = self._gate_weight(cell)
+            if plain:
+                h, c = lstm_layer_reference(w, b, x, c.reshape(hid, -1), hid)
+            else:
+                h, c = LSTMLayerStep.apply(w, b, x, c.reshape(hid, -1), hid)
+            new_hc += [h.reshape(hid, *shape), c.reshape(hid, *shape)]
+            rows = [new_hc[-2]]
+        w, b = self.head.weight, self.head.bias
+        out = torch.mm(w, h) if b is None else torch.addmm(b.unsqueeze(1), w, h)
+        return self._output(out.reshape(shape)), tuple(new_hc) + tuple(fstate)
+
+    def _needs_graph(self, rows: list[torch.Tensor], hc: tuple) -> bool:
+        """Whether this step must be recorded by autograd (else the blocked kernel runs)."""
+        if not torch.is_grad_enabled():
+            return False
+        return (any(t.requires_grad for t in rows) or any(t.requires_grad for t in hc)
+                or any(p.requires_grad for p in self.parameters()))
+
+    def _output(self, out: torch.Tensor) -> torch.Tensor:
+        """The head's output, bounded by ``tanh`` if configured, times the output scale."""
         if self.bounded:
             out = torch.tanh(out)
-        return out * self.output_scale, tuple(new_hc) + tuple(fstate)
+        return out * self.output_scale
 
     def extra_repr(self) -> str:
         return (f"hidden={self.hidden}, layers={self.layers}, features={self.features}, "

@@ -45,6 +45,9 @@ class TaskBatch:
     primary_metric: str = "mse"
     info: dict[str, torch.Tensor] = field(default_factory=dict)
 
+    def __post_init__(self):
+        check_task_data(self.data)
+
     @property
     def size(self) -> int:
         """Number of tasks in the batch."""
@@ -92,6 +95,34 @@ class TaskBatch:
                          self.info)
 
 
+def check_task_data(data: dict) -> None:
+    """Refuse task data that cannot be fine-tuned on: a missing ``"train"`` split, splits that
+    disagree on the number of tasks, or NaN/infinite values (which would silently turn every
+    meta-gradient non-finite). A user's :meth:`TaskFamily.sample` is checked here."""
+    if not isinstance(data, dict) or "train" not in data:
+        raise ValueError("task data must be a dict {split: (x, y)} with at least a 'train' split")
+    sizes = set()
+    for split, pair in data.items():
+        if not (isinstance(pair, tuple | list) and len(pair) == 2
+                and all(isinstance(t, torch.Tensor) for t in pair)):
+            raise ValueError(f"task data[{split!r}] must be a pair of tensors (x, y) of shape "
+                             f"(tasks, points, ...), got {type(pair).__name__}")
+        for what, t in zip(("inputs x", "targets y"), pair):
+            if t.dim() < 2:
+                raise ValueError(f"task data[{split!r}] {what} must have shape (tasks, points, "
+                                 f"...), got {tuple(t.shape)}")
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"task data[{split!r}] {what} contain NaN or infinite values; "
+                                 "fix: clean or drop those examples before sampling tasks")
+            sizes.add(t.shape[0])
+        if pair[0].shape[1] != pair[1].shape[1]:
+            raise ValueError(f"task data[{split!r}] has {pair[0].shape[1]} inputs but "
+                             f"{pair[1].shape[1]} targets per task; they must match")
+    if len(sizes) != 1:
+        raise ValueError(f"task data splits disagree on the number of tasks: {sorted(sizes)}; "
+                         "every x and y must have the same first dimension")
+
+
 def as_groups(sampled: "TaskBatch | list[TaskBatch]") -> list["TaskBatch"]:
     """What :meth:`TaskFamily.sample` returned, as a list of congruous batches."""
     return list(sampled) if isinstance(sampled, (list, tuple)) else [sampled]
@@ -118,4 +149,6 @@ class TaskFamily:
         return self
 
     def config(self) -> dict:
+        """``{"task": name, **options}``: JSON that rebuilds the family with
+        :func:`lft.tasks.build_family` (stored in checkpoints)."""
         raise NotImplementedError  # pragma: no cover - interface

@@ -11,7 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lft.data import load_source, meta_splits, sample_episodes
+from lft import validation as v
+from lft.data import DataError, load_source, meta_splits, sample_episodes
+from lft.data.episodes import PARTS
+from lft.data.sources import SOURCES
 from lft.models.conv4 import conv4, image_mlp
 from lft.models.functional import FlatModel
 from lft.tasks.base import TaskBatch, TaskFamily
@@ -39,19 +42,22 @@ class ClassificationFamily(TaskFamily):
     def __init__(self, source: str = "mnist", model: str = "mlp", ways: int = 2, shots: int = 5,
                  queries: int = 15, part: str = "meta-train", data_dir: str | None = None,
                  split_seed: int = 0):
-        if model not in MODELS:
-            raise ValueError(f"unknown classifier {model!r}; choose from {list(MODELS)}")
-        for label, v in (("ways", ways), ("shots", shots), ("queries", queries)):
-            if int(v) < 1:
-                raise ValueError(f"classification family needs {label} >= 1, got {v}")
-        if ways < 2:
-            raise ValueError("classification needs at least 2 ways")
-        self.source, self.model_name, self.ways = source, model, int(ways)
-        self.shots, self.queries, self.part = int(shots), int(queries), part
-        self.data_dir, self.split_seed = data_dir, int(split_seed)
+        where = "classification family"
+        source = v.choice("image source", source, SOURCES, where)
+        model = v.choice("classifier", model, MODELS, where)
+        ways = v.integer("ways (classes per task)", ways, 2, where=where)
+        shots, queries = (v.integer(label, n, 1, where=where)
+                          for label, n in (("shots", shots), ("queries", queries)))
+        part = v.choice("part", part, PARTS, where)
+        data_dir = v.path_or_none("data_dir", data_dir, where)
+        split_seed = v.integer("split_seed", split_seed, None, where=where)
+        self.source, self.model_name, self.ways = source, model, ways
+        self.shots, self.queries, self.part = shots, queries, part
+        self.data_dir, self.split_seed = data_dir, split_seed
         self.name = f"{source}-{model}"
         self._data = load_source(source, data_dir)
         self._splits = meta_splits(self._data, part, split_seed)
+        self._check_fits()
         h, w, c = self._splits[0].image_shape
         if model == "mlp":
             module = image_mlp(h * w * c, n_classes=self.ways)
@@ -72,7 +78,17 @@ class ClassificationFamily(TaskFamily):
         other.__dict__.update(self.__dict__)
         other.part = part
         other._splits = meta_splits(self._data, part, self.split_seed)
+        other._check_fits()
         return other
+
+    def _check_fits(self) -> None:
+        """Refuse now, not at the first sample, tasks that need more images than a class has
+        (e.g. more shots than the data): draws one task, whose errors name the fix."""
+        try:
+            sample_episodes(*self._splits, 1, self.ways, self.shots, 2 * self.queries,
+                            torch.Generator().manual_seed(0))
+        except DataError as e:
+            raise DataError(f"{self.name} ({self.part} images): {e}") from None
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> TaskBatch:
         """``n`` tasks; the test split is a second, disjoint query set of the same classes."""

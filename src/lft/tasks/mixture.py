@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from lft import validation as v
 from lft.tasks.base import TaskBatch, TaskFamily
 
 
@@ -19,13 +20,18 @@ class MixtureFamily(TaskFamily):
     congruous = False
 
     def __init__(self, families: list[TaskFamily], weights: list[float] | None = None):
-        if len(families) < 2:
-            raise ValueError("a mixture needs at least two task families")
-        w = torch.tensor(weights if weights is not None else [1.0] * len(families),
+        families = v.sequence("families", families, where="mixture")
+        if len(families) < 2 or not all(isinstance(f, TaskFamily) for f in families):
+            raise ValueError("a mixture needs a list of at least two task families (TaskFamily "
+                             f"objects or, through build_family, their configurations), got "
+                             f"{[type(f).__name__ for f in families]}")
+        n = len(families)
+        raw = [1.0] * n if weights is None else v.sequence("weights", weights, n, "mixture")
+        w = torch.tensor([v.number("weight", x, 0.0, where="mixture") for x in raw],
                          dtype=torch.float64)
-        if w.shape != (len(families),) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"mixture weights must be {len(families)} non-negative numbers "
-                             f"with a positive sum, got {weights}")
+        if w.sum() <= 0:
+            raise ValueError(f"mixture weights must be {n} non-negative numbers with a positive "
+                             f"sum, got {weights}")
         self.families, self.weights = list(families), (w / w.sum()).tolist()
         self.name = "+".join(f.name for f in self.families)
 

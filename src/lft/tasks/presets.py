@@ -2,21 +2,45 @@
 
 ``sine`` needs no data; ``mnist`` (MLP 784-128-64-2) and ``cifar10`` (Conv-4) are the paper's
 2-way 5-shot classification families, and ``mnist+cifar10`` mixes them in every meta-batch
-(incongruous: the two models share no parameter shapes).
+(incongruous: the two models share no parameter shapes). ``uap-mnist``, ``uap-cifar10`` and
+``uap-mnist+cifar10`` are the few-shot universal adversarial perturbation tasks of Table 1
+(:class:`lft.tasks.UAPFamily`): 2 classes, 5 fine-tuning images per class, a perturbation of the
+image's shape against the cached LeNet-5 victim of its source (trained on first use).
 """
 
 from __future__ import annotations
 
 from lft.tasks.base import TaskFamily
 
-TASKS = ("sine", "mnist", "cifar10", "mnist+cifar10")
+TASKS = ("sine", "mnist", "cifar10", "mnist+cifar10", "uap-mnist", "uap-cifar10",
+         "uap-mnist+cifar10")
+#: UAP task settings of Table 1 (``lft.experiments.table1``), less what the arguments set
+UAP_DEFAULTS = {"victim": "default", "lam": 0.01, "queries": 10}
 
 
 def family_config(name: str, data_dir: str | None = None, part: str = "meta-train",
-                  ways: int = 2, shots: int = 5, queries: int = 15) -> dict:
-    """The :func:`lft.tasks.build_family` configuration of a named family."""
+                  ways: int = 2, shots: int = 5, queries: int | None = None,
+                  lam: float | None = None) -> dict:
+    """The :func:`lft.tasks.build_family` configuration of a named family.
+
+    ``queries`` (validation images per class) defaults to 15 for classification and to 10 for
+    UAP tasks (which draw as many test images again); ``lam`` (UAP only, default 0.01) weighs
+    ``||delta||_2^2`` in the UAP loss.
+    """
     if name == "sine":
         return {"task": "sine"}
+    if name.startswith("uap-"):
+        if name not in TASKS:
+            raise ValueError(f"unknown task {name!r}; choose from {list(TASKS)}")
+        uap = {**UAP_DEFAULTS, "ways": ways, "shots": shots, "part": part,
+               "data_dir": data_dir, **({} if queries is None else {"queries": queries}),
+               **({} if lam is None else {"lam": lam})}
+        sources = name[len("uap-"):].split("+")
+        if len(sources) == 1:
+            return {"task": "uap", "source": sources[0], **uap}
+        return {"task": "mixture", "families": [{"task": "uap", "source": s, **uap}
+                                                for s in sources]}
+    queries = 15 if queries is None else queries
 
     def image(source: str, model: str) -> dict:
         return {"task": "classification", "source": source, "model": model, "ways": ways,
@@ -39,4 +63,4 @@ def named_family(name: str, data_dir: str | None = None, **kwargs) -> TaskFamily
     return build_family(family_config(name, data_dir, **kwargs))
 
 
-__all__ = ["TASKS", "family_config", "named_family"]
+__all__ = ["TASKS", "UAP_DEFAULTS", "family_config", "named_family"]

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from lft import validation as v
 from lft.models.functional import FlatModel
 from lft.models.mlp import mlp
 from lft.tasks.base import TaskBatch, TaskFamily
@@ -27,14 +28,15 @@ class SineFamily(TaskFamily):
                  phase: tuple[float, float] = (0.0, math.pi),
                  x_range: tuple[float, float] = (-5.0, 5.0),
                  hidden: tuple[int, ...] = (40, 40)):
-        for label, v in (("shots", shots), ("val_points", val_points),
-                         ("test_points", test_points)):
-            if int(v) < 1:
-                raise ValueError(f"sine family needs {label} >= 1, got {v}")
-        self.shots, self.val_points = int(shots), int(val_points)
-        self.test_points = int(test_points)
-        self.amplitude, self.phase, self.x_range = tuple(amplitude), tuple(phase), tuple(x_range)
-        self.hidden = tuple(hidden)
+        where = "sine family"
+        self.shots, self.val_points, self.test_points = (
+            v.integer(label, n, 1, where=where) for label, n in (
+                ("shots", shots), ("val_points", val_points), ("test_points", test_points)))
+        self.amplitude, self.phase, self.x_range = (
+            v.interval(label, r, where) for label, r in (
+                ("amplitude", amplitude), ("phase", phase), ("x_range", x_range)))
+        self.hidden = tuple(v.integer("hidden width", h, 1, 4096, where)
+                            for h in v.sequence("hidden", hidden, where=where))
         self.model = FlatModel(mlp([1, *self.hidden, 1]))
 
     def config(self) -> dict:

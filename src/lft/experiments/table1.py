@@ -1,0 +1,347 @@
+"""Table 1, Figure 2 and Figure A1: few-shot universal adversarial perturbations (Sec. 4).
+
+``lft reproduce table1 --profile quick|paper`` runs in two phases against the LeNet-5 victims
+(:mod:`lft.attacks.victims`), one set shared by every job:
+
+1. **Tuning and lambda selection.** Each hand-designed rule (signed gradient, Adam, SGD) has its
+   step size tuned on meta-training tasks of each source at every lambda of the profile's grid.
+   One lambda for all methods is then chosen from tuned Adam's validation ASR and distortion
+   at step K on those meta-training tasks (:func:`select_lambda`; the criterion is the
+   profile's ``select``). No test task is seen.
+2. **The table at that lambda.** LFT and L2O are meta-trained on MNIST UAP tasks and on the
+   incongruous MNIST+CIFAR-10 mix, MAML where congruous (MNIST); every method is tested on
+   held-out UAP tasks of MNIST, CIFAR-10 and the mix (pooled, as many tasks of each). Every
+   method is also tested at the grid's other lambdas on fewer tasks, for the ASR/distortion
+   trade-off: the hand-designed rules with the step size tuned at that lambda, the learned
+   ones as meta-trained at the chosen lambda (so their trade-off curve is a conservative one).
+
+It writes ``results.json`` (metrics ``asr``, ``distortion``, ``l2`` at the recorded steps and
+``steps_to_asr75``; the lambda selection in ``config``), ``table1.md`` (the paper's layout, the
+paper's numbers beside ours), ``figure2.png`` (ASR against steps), ``figureA1.png`` (distortion
+against steps), ``figure_tradeoff.png`` (ASR against distortion over the lambda grid),
+``perturbations.png`` (learned perturbations of a few test tasks), per-task curves
+(``curves.safetensors``), checkpoints and logs. Metrics are recorded at steps ``0..dense`` and
+every ``every``-th step (the profile's ``record``); the steps to 75% ASR are exact
+(:mod:`lft.experiments.table1_eval`). What each job costs: :mod:`lft.experiments.table1_costs`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from lft.experiments.results import curve_rows, results_document, utc_now, write_json
+from lft.meta.evaluate import Curve, sparse_steps
+from lft.meta.learners import preset
+
+ARTEFACT = "table1"
+SOURCES = ("mnist", "cifar10")
+TESTS = ("mnist", "cifar10", "mnist+cifar10")
+TRAIN = ("mnist", "mnist+cifar10")
+BASELINES = ("signsgd", "adam", "sgd")
+METRICS = ("asr", "distortion", "l2")
+THRESHOLD = 0.75
+NOT_APPLICABLE = ("not applicable: MAML meta-learns one initial perturbation, and MNIST "
+                  "(1x28x28) and CIFAR-10 (3x32x32) perturbations differ in shape")
+
+#: The paper's Table 1: (ASR %, l2 distortion as printed, steps to threshold or None = N/A).
+#: The mix cell of LFT [mnist+cifar10] is printed "0.89", presumably 0.089.
+PAPER: dict[tuple[str, str], dict[str, tuple[float, float, int | None]]] = {
+    ("mnist", "maml"): {"mnist": (52, 0.14, None)},
+    ("mnist", "l2o"): {"mnist": (85, 0.116, 122), "cifar10": (0, 0.05, None),
+                       "mnist+cifar10": (25, 0.072, None)},
+    ("mnist", "lft"): {"mnist": (100, 0.104, 55), "cifar10": (25, 0.055, None),
+                       "mnist+cifar10": (50, 0.079, None)},
+    ("mnist+cifar10", "l2o"): {"mnist": (77, 0.112, 125), "cifar10": (95, 0.069, 72),
+                               "mnist+cifar10": (92, 0.096, 93)},
+    ("mnist+cifar10", "lft"): {"mnist": (93, 0.101, 92), "cifar10": (100, 0.063, 55),
+                               "mnist+cifar10": (100, 0.089, 68)},
+}
+
+#: Each profile: victims, task sizes, the lambda grid and selection criterion, tuning,
+#: meta-training budget, test tasks (``test_tasks`` per source at the chosen lambda,
+#: ``sweep_tasks`` per source at each other lambda), recorded steps. The paper profile's cost,
+#: job by job, is in :mod:`lft.experiments.table1_costs`.
+PROFILES: dict[str, dict] = {
+    "quick": {"victim": "quick", "pool": 200, "queries": 5, "steps": 20, "truncation": 10,
+              "lams": [0.003, 0.03],
+              "select": {"method": "adam", "max_distortion": 0.3},
+              "record": {"dense": 5, "every": 5},
+              "iterations": {"lft": 8, "l2o": 8, "maml": 8}, "meta_batch": 4,
+              "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "maml": 1e-3}, "lr_decay": 0.1,
+              "oracles": ["fo"], "test_tasks": 20, "sweep_tasks": 10, "tune_tasks": 8,
+              "lr_grid": {"signsgd": [0.005, 0.02], "adam": [0.005, 0.02], "sgd": [0.3, 1.0]},
+              "maml_inner": {"lr": 0.5, "steps": 1}, "pictures": 3, "workers": 2},
+    "paper": {"victim": "default", "pool": None, "queries": 10, "steps": 200, "truncation": 20,
+              "lams": [0.003, 0.01, 0.03, 0.1],
+              "select": {"method": "adam", "max_distortion": 0.15},
+              "record": {"dense": 20, "every": 5},
+              "iterations": {"lft": 60, "l2o": 60, "maml": 300},
+              "meta_batch": 8, "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "maml": 1e-3},
+              "lr_decay": 0.1, "oracles": ["fo"], "test_tasks": 500, "sweep_tasks": 100,
+              "tune_tasks": 32,
+              "lr_grid": {"signsgd": [0.001, 0.003, 0.01], "adam": [0.003, 0.01, 0.03],
+                          "sgd": [0.3, 1.0, 3.0]},
+              "maml_inner": {"lr": 0.5, "steps": 5}, "pictures": 4, "workers": 2},
+}
+
+
+def uap_config(source: str, prof: dict, data_dir: str | None, lam: float) -> dict:
+    """The family configuration of UAP tasks on ``source`` (or the two-source mix)."""
+    if source == "mnist+cifar10":
+        return {"task": "mixture", "families": [uap_config(s, prof, data_dir, lam)
+                                                for s in SOURCES]}
+    return {"task": "uap", "source": source, "victim": prof["victim"], "lam": lam,
+            "shots": 5, "queries": prof["queries"], "pool": prof["pool"],
+            "data_dir": data_dir}
+
+
+def record_steps(prof: dict) -> list[int]:
+    """The steps at which the table's metrics are recorded."""
+    return sparse_steps(prof["steps"], prof["record"]["every"], prof["record"]["dense"])
+
+
+def lam_key(lam: float) -> str:
+    return f"{lam:g}"
+
+
+# ------------------------------------------------------------------ phase 1: lambda selection
+
+def tune_jobs(prof: dict, seed: int, data_dir: str | None) -> list[dict]:
+    """Tune every hand-designed rule on every source at every lambda of the grid."""
+    from lft.experiments.table1_costs import estimate_s
+
+    steps = prof["steps"]
+    jobs = []
+    for name in BASELINES:
+        for source in SOURCES:
+            for lam in prof["lams"]:
+                job = {"kind": "tune", "label": f"tune {name} ({source}) lam={lam:g}",
+                       "family": uap_config(source, prof, data_dir, lam),
+                       "method": preset(name, horizon=steps).to_dict(),
+                       "grid": prof["lr_grid"][name], "steps": steps,
+                       "tasks": prof["tune_tasks"], "seed": seed, "source": source, "lam": lam,
+                       "record": list(range(0, steps + 1, prof["record"]["every"]))}
+                jobs.append({**job, "estimate_s": estimate_s(job)})
+    return jobs
+
+
+def select_lambda(tuned: list[dict], select: dict) -> tuple[float, dict]:
+    """One lambda for every method, from tuned ``select["method"]``'s validation ASR and
+    distortion at step K on meta-training tasks (the ``tune`` job records).
+
+    Criterion: the lambda with the highest ASR (mean over the sources) among those whose
+    distortion ``||delta||_2/sqrt(d)`` is at most ``select["max_distortion"]`` on every
+    source; ties go to the larger lambda (less distortion). If no lambda keeps within the
+    budget, the one with the least distortion (the largest). Returns ``(lambda, record)``.
+    """
+    budget, method = float(select["max_distortion"]), select["method"]
+    per: dict[float, dict[str, dict]] = {}
+    for r in tuned:
+        if r["name"] == method:
+            per.setdefault(r["lam"], {})[r["source"]] = {
+                "asr": r["val_asr"], "distortion": r["val_distortion"], "lr": r["lr"]}
+    if not per:
+        raise ValueError(f"lambda selection needs tuned {method!r} records; got none")
+    ok = [lam for lam, s in per.items() if max(v["distortion"] for v in s.values()) <= budget]
+    if ok:
+        chosen = max(ok, key=lambda lam: (sum(v["asr"] for v in per[lam].values()), lam))
+    else:
+        chosen = max(per)
+    criterion = (f"highest mean validation ASR of tuned {method} at step K over the sources, "
+                 f"among the lambdas whose mean distortion ||delta||_2/sqrt(d) is <= {budget:g} "
+                 "on every source (ties: the larger lambda; none within budget: the largest "
+                 "lambda); meta-training tasks only")
+    return chosen, {"lambda": chosen, "criterion": criterion, "method": method,
+                    "max_distortion": budget, "within_budget": sorted(ok),
+                    "candidates": {lam_key(lam): per[lam] for lam in sorted(per)}}
+
+
+def tuned_lrs(tuned: list[dict]) -> dict[tuple[str, str, str], float]:
+    """``(rule, source, lambda key) -> tuned step size``."""
+    return {(r["name"], r["source"], lam_key(r["lam"])): r["lr"] for r in tuned}
+
+
+# ------------------------------------------------------------------ phase 2: the table
+
+def make_jobs(prof: dict, out: Path, seed: int, data_dir: str | None, lam: float,
+              lrs: dict[tuple[str, str, str], float]) -> list[dict]:
+    """Every table job at ``lam``, each also testing at the grid's other lambdas."""
+    from lft.experiments.table1_costs import estimate_s
+
+    steps, jobs = prof["steps"], []
+    others = [x for x in prof["lams"] if lam_key(x) != lam_key(lam)]
+
+    def job(kind, label, cfg, train_source, sources, **extra) -> dict:
+        j = {"kind": kind, "label": label, "method": cfg.to_dict(), "out": str(out),
+             "steps": steps, "test_tasks": prof["test_tasks"],
+             "sweep_tasks": prof["sweep_tasks"], "seed": seed, "test_seed": seed, "lam": lam,
+             "train_source": train_source, "name": cfg.name, "oracle": cfg.oracle_kind,
+             "record": record_steps(prof), "threshold": THRESHOLD,
+             "tests": {s: uap_config(s, prof, data_dir, lam) for s in sources},
+             "sweep": {lam_key(x): {s: uap_config(s, prof, data_dir, x) for s in sources}
+                       for x in others}, **extra}
+        return {**j, "estimate_s": estimate_s(j)}
+
+    def train_cfg(name: str) -> dict:
+        return {"iterations": prof["iterations"][name], "meta_batch": prof["meta_batch"],
+                "meta_lr": prof["meta_lr"][name], "clip": 1.0, "seed": seed,
+                "log_every": 10, "lr_decay": prof["lr_decay"]}
+
+    for train in TRAIN:
+        for name in ("lft", "l2o"):
+            for oracle in prof["oracles"]:
+                cfg = preset(name, zo=oracle == "zo", horizon=steps,
+                             truncation=prof["truncation"])
+                jobs.append(job("learned", f"{cfg.label} [{train}] lam={lam:g}", cfg, train,
+                                SOURCES, family=uap_config(train, prof, data_dir, lam),
+                                train=train_cfg(name)))
+    inner = prof["maml_inner"]
+    maml = preset("maml", horizon=inner["steps"])
+    maml.rule = {**maml.rule, "lr": inner["lr"]}
+    jobs.append(job("learned", f"MAML [mnist] lam={lam:g}", maml, "mnist", ["mnist"],
+                    family=uap_config("mnist", prof, data_dir, lam), train=train_cfg("maml")))
+    for name in BASELINES:
+        for s in SOURCES:
+            cfg = preset(name, horizon=steps)
+            jobs.append(job("baseline", f"{cfg.label} ({s}) lam={lam:g}", cfg, "none", [s],
+                            lr=lrs[(name, s, lam_key(lam))],
+                            sweep_lrs={lam_key(x): lrs[(name, s, lam_key(x))] for x in others}))
+    return jobs
+
+
+def cells(records: list[dict], jobs: list[dict]) -> dict[tuple, dict[str, torch.Tensor]]:
+    """``(train, method, oracle, test, lambda) -> {metric: (tasks, recorded steps), "steps":
+    the recorded steps, "first_hit": (tasks,) at the chosen lambda}``, with the pooled mix
+    column wherever both sources were tested."""
+    out: dict[tuple, dict[str, torch.Tensor]] = {}
+    for r, j in zip(records, jobs):
+        key = (j["train_source"], j["name"], j["oracle"])
+        for test, curves in r["tests"].items():
+            out[(*key, test, j["lam"])] = {**{k: torch.tensor(v) for k, v in curves.items()},
+                                           "steps": torch.tensor(j["record"])}
+        for lam, per_test in r["sweep"].items():
+            for test, curves in per_test.items():
+                out[(*key, test, float(lam))] = {**{k: torch.tensor(v)
+                                                    for k, v in curves.items()},
+                                                 "steps": torch.tensor([0, j["steps"]])}
+    for key in {k[:3] + k[4:] for k in out}:
+        parts = [out.get((*key[:3], s, key[3])) for s in SOURCES]
+        if all(p is not None for p in parts):
+            out[(*key[:3], "mnist+cifar10", key[3])] = {
+                m: parts[0][m].clone() if m == "steps" else torch.cat([p[m] for p in parts])
+                for m in parts[0]}
+    return out
+
+
+def steps_summary(first_hit: torch.Tensor) -> tuple[float | None, int]:
+    """Steps to first reach 75% ASR, averaged over the tasks that do, and how many do."""
+    hit = ~torch.isnan(first_hit)
+    return (float(first_hit[hit].mean()) if hit.any() else None), int(hit.sum())
+
+
+def schema_rows(table: dict, prof: dict) -> list[dict]:
+    """``results.json`` rows: curves of each metric at the recorded steps, steps to 75% ASR
+    (at the chosen lambda), N/A cells."""
+    rows = []
+    for (train, name, oracle, test, lam), curves in table.items():
+        note = f"lambda={lam:g}"
+        steps = curves["steps"].tolist()
+        for metric in METRICS:
+            rows += curve_rows(Curve(metric, curves[metric], steps), name, oracle, train, test,
+                               note)
+        if "first_hit" not in curves:
+            continue
+        mean, hit = steps_summary(curves["first_hit"])
+        n = len(curves["first_hit"])
+        rows.append({"method": name, "oracle": oracle, "train_source": train,
+                     "test_source": test, "metric": "steps_to_asr75", "step": None,
+                     "mean": mean, "ci95": None, "n": n,
+                     "note": f"{note}; {hit} of {n} tasks reached 75% ASR within "
+                             f"{prof['steps']} steps"})
+    for test in TESTS:
+        if test != "mnist":
+            rows.append({"method": "maml", "oracle": "fo", "train_source": "mnist",
+                         "test_source": test, "metric": "asr", "step": prof["steps"],
+                         "mean": None, "ci95": None, "n": 0, "note": NOT_APPLICABLE})
+    return rows
+
+
+DEFINITIONS = {
+    "asr": "fraction of a task's held-out test images whose top-1 label under "
+           "clamp(x + delta, 0, 1) is not the true one",
+    "distortion": "||delta||_2 / sqrt(d), d = C*H*W", "l2": "||delta||_2",
+    "steps_to_asr75": "first step with ASR >= 0.75 within K steps (exact: measured at every "
+                      "step), averaged over the tasks that reach it",
+    "lambda": "weight of ||delta||_2^2 in the fine-tuning loss, the same for every method, "
+              "chosen on meta-training tasks (config.lambda_selection)"}
+
+
+def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int = 0,
+              workers: int | None = None, progress: bool = True, data_dir: str | None = None,
+              profile_overrides: dict | None = None) -> dict:
+    """Run the whole artefact; returns the ``results.json`` document."""
+    from lft.experiments import table1_report as report
+    from lft.experiments.table1_costs import makespan_s
+    from lft.experiments.table1_jobs import Workers, job_key
+    from lft.tasks import build_family
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {sorted(PROFILES)}")
+    prof = copy.deepcopy(PROFILES[profile])
+    prof.update(profile_overrides or {})
+    out = Path(out or f"results/{ARTEFACT}")
+    started, t0 = utc_now(), time.perf_counter()
+    victims = {}  # fail fast on missing data; train missing victims once, up front
+    for source in SOURCES:
+        victims[source] = build_family(uap_config(source, prof, data_dir,
+                                                  prof["lams"][0])).victim.record
+    out.mkdir(parents=True, exist_ok=True)  # only once the data are known to be there
+    workers = workers or min(prof["workers"], os.cpu_count() or 1)
+    with Workers(workers) as pool:
+        tjobs = tune_jobs(prof, seed, data_dir)
+        tuned = pool.run(tjobs, progress, "tune step sizes")
+        lam, selection = select_lambda(tuned, prof["select"])
+        jobs = make_jobs(prof, out, seed, data_dir, lam, tuned_lrs(tuned))
+        if progress:
+            print(f"lambda = {lam:g} ({len(jobs)} jobs, estimated "
+                  f"{makespan_s(jobs, workers) / 60:.0f} min on {workers} workers)", flush=True)
+        records = pool.run(jobs, progress, "table jobs")
+    table = cells(records, jobs)
+    lft_mix = next(j for j in jobs if j["label"].startswith("FO-LFT [mnist+cifar10]"))
+    report.pictures(out / "perturbations.png", out / "checkpoints" / f"{job_key(lft_mix)}"
+                    ".safetensors", [uap_config(s, prof, data_dir, lam) for s in SOURCES],
+                    prof["steps"], prof["pictures"], seed)
+    wall = time.perf_counter() - t0
+    config = {"profile": prof, "workers": workers, "data_dir": data_dir, "lambda": lam,
+              "lambda_selection": selection, "threshold": THRESHOLD, "victims": victims,
+              "recorded_steps": record_steps(prof),
+              "mix_column": "pooled MNIST and CIFAR-10 test tasks (equal numbers)",
+              "definitions": DEFINITIONS,
+              "tuning": tuned,
+              "jobs": [{k: v for k, v in j.items() if k not in ("out", "sweep")} for j in jobs],
+              "outcomes": [{k: v for k, v in r.items() if k not in ("tests", "sweep")}
+                           for r in records],
+              "estimated_s": {"tuning": makespan_s(tjobs, workers),
+                              "table": makespan_s(jobs, workers)},
+              "paper": {f"{k[0]}/{k[1]}": v for k, v in PAPER.items()}}
+    doc = results_document(ARTEFACT, profile, seed, started, wall, config,
+                           schema_rows(table, prof))
+    write_json(out / "results.json", doc)
+    save_file({f"{tr}/{m}/{o}/{te}/lam={la:g}/{k}": v.contiguous()
+               for (tr, m, o, te, la), cs in table.items() for k, v in cs.items()},
+              str(out / "curves.safetensors"),
+              metadata={"layout": "[task, recorded step] test metric (steps: the recorded "
+                                  "steps; first_hit: first step with ASR >= 0.75, NaN if "
+                                  "never); key train/method/oracle/test/lambda/metric"})
+    report.write_table(out / "table1.md", table, records, jobs, prof, profile, wall, victims,
+                       selection)
+    for metric, name in (("asr", "figure2.png"), ("distortion", "figureA1.png")):
+        report.plot_curves(out / name, table, metric, lam)
+    report.plot_tradeoff(out / "figure_tradeoff.png", table, prof, lam)
+    return doc

@@ -1,0 +1,7 @@
+"""``python -m lft.pretrained add|list``: see :mod:`lft.pretrained.package`."""
+
+import sys
+
+from lft.pretrained.package import main
+
+sys.exit(main())

@@ -1,0 +1,82 @@
+"""What a rule configuration may hold: checked before a rule is built.
+
+:func:`lft.rules.build` reads configurations from JSON (checkpoints, ``MethodConfig.rule``,
+``preset(..., rule={...})``); :func:`check` turns every bad value into one ``ValueError`` line
+naming the rule, the option and what it accepts, instead of a ``TypeError`` from deep inside a
+constructor or a rule that silently produces NaN steps.
+"""
+
+from __future__ import annotations
+
+from lft import validation as v
+from lft.rules.features import FEATURES
+
+#: size limits of a coordinate-wise LSTM (far above anything useful; they keep a typo such as
+#: ``hidden: 100000`` from asking for gigabytes)
+MAX_HIDDEN, MAX_LAYERS = 4096, 16
+
+
+def _lstm(o: dict, where: str) -> dict:
+    out = dict(o)
+    if "hidden" in o:
+        out["hidden"] = v.integer("hidden", o["hidden"], 1, MAX_HIDDEN, where)
+    if "layers" in o:
+        out["layers"] = v.integer("layers", o["layers"], 1, MAX_LAYERS, where)
+    if "features" in o:
+        names = v.sequence("features", o["features"], where=where)
+        if not names:
+            raise ValueError(f"{where}: features must name at least one input feature; "
+                             f"choose from {', '.join(FEATURES)}")
+        out["features"] = tuple(v.choice("input feature", f, FEATURES, where) for f in names)
+    if "p" in o:
+        out["p"] = v.positive("p", o["p"], where)
+    for name in ("output_scale", "head_init", "raw_scale"):
+        if name in o:
+            out[name] = v.number(name, o[name], where=where)
+    for name in ("bounded", "bias"):
+        if name in o:
+            out[name] = v.boolean(name, o[name], where)
+    return out
+
+
+def _sgd(o: dict, where: str) -> dict:
+    out = dict(o)
+    if "lr" in o:
+        out["lr"] = v.positive("lr", o["lr"], where)
+    if "momentum" in o:
+        out["momentum"] = v.number("momentum", o["momentum"], 0.0, 1.0, high_open=True,
+                                   where=where)
+    return out
+
+
+def _adam(o: dict, where: str) -> dict:
+    out = dict(o)
+    if "lr" in o:
+        out["lr"] = v.positive("lr", o["lr"], where)
+    for name in ("beta1", "beta2"):
+        if name in o:
+            out[name] = v.number(name, o[name], 0.0, 1.0, high_open=True, where=where)
+    if "eps" in o:
+        out["eps"] = v.positive("eps", o["eps"], where)
+    return out
+
+
+def _sum(o: dict, where: str) -> dict:
+    parts = v.sequence("rules", o.get("rules"), where=where)
+    if not parts:
+        raise ValueError(f"{where}: rules must list at least one rule configuration")
+    return {**o, "rules": parts}
+
+
+CHECKS = {"lstm": _lstm, "sgd": _sgd, "adam": _adam, "signsgd": _sgd, "sum": _sum}
+
+
+def check(kind: str, options: dict, cls: type) -> dict:
+    """``options`` of a rule of ``kind`` (class ``cls``), checked and normalised."""
+    where = f"update rule {kind!r}"
+    v.known_options(where, options, v.parameters_of(cls.__init__))
+    fn = CHECKS.get(kind)
+    return fn(options, where) if fn else options
+
+
+__all__ = ["CHECKS", "MAX_HIDDEN", "MAX_LAYERS", "check"]

@@ -1,0 +1,331 @@
+"""Few-shot universal adversarial perturbations (the paper's Sec. 4, Eq. 12, Table 1).
+
+A task picks ``ways`` classes of one image source and ``shots`` images per class from the
+source's *train* split as its fine-tuning set, and images of the same classes from its *test*
+split as validation and (disjoint) test query sets; every image is one the victim classifies
+correctly, so the clean attack success rate is 0. The optimisee is one perturbation ``delta``
+of the image's shape, shared by all the task's images (universal), from a random start
+``U(-init_scale, init_scale)`` per pixel. Its loss on a split is Eq. (12)::
+
+    mean over images of  max(log p_y(x') - max_{j != y} log p_j(x'), -kappa)  +  lam * ||delta||_2^2
+    with x' = clamp(x + delta, 0, 1)
+
+(the C&W margin on log-probabilities, ``kappa = 0``: zero once another class is top-1).
+:meth:`UAPBatch.metrics` reports, per task:
+
+* ``asr``: attack success rate, the fraction of the split's images whose top-1 prediction
+  under ``x'`` differs from the true label;
+* ``distortion``: ``||delta||_2 / sqrt(d)`` (root mean square per pixel, ``d`` = C*H*W), and
+  ``l2``: the raw ``||delta||_2``;
+* ``loss`` (Eq. 12) and ``margin`` (its first term alone).
+
+:func:`steps_to_asr` turns an ASR curve into the number of fine-tuning steps to first reach a
+threshold (75%) within K steps, NaN when never (the paper's "N/A").
+
+Meta-train and meta-test tasks use disjoint images (:func:`lft.data.meta_splits`, applied to
+the correctly classified images). MNIST (1x28x28) and CIFAR-10 (3x32x32) perturbations differ in
+shape, so a :class:`~lft.tasks.MixtureFamily` of the two gives two shape groups.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lft import validation
+from lft.data import (
+    ImageSplit,
+    class_index,
+    draw_per_class,
+    gather_images,
+    load_source,
+    meta_splits,
+    resolve_data_dir,
+)
+from lft.data.episodes import PARTS
+from lft.data.sources import SOURCES
+from lft.seeding import derive_seed
+from lft.tasks.base import TaskBatch, TaskFamily
+
+VICTIMS = ("default", "quick")
+
+
+def cw_margin(logits: torch.Tensor, y: torch.Tensor, kappa: float = 0.0) -> torch.Tensor:
+    """Per-image C&W margin ``max(log p_y - max_{j != y} log p_j, -kappa)``.
+
+    ``logits`` ``(..., K)``, ``y`` ``(...)`` -> ``(...)``. Log-probabilities and logits give
+    the same margin (they differ by one constant per image); log-probabilities follow Eq. (12).
+    """
+    logp = logits.log_softmax(-1)
+    true = logp.gather(-1, y[..., None]).squeeze(-1)
+    is_true = torch.nn.functional.one_hot(y, logits.shape[-1]).bool()
+    other = logp.masked_fill(is_true, float("-inf")).amax(-1)
+    return (true - other).clamp_min(-kappa)
+
+
+def attack_success(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Fraction of images whose top-1 prediction is not ``y``.
+
+    ``(..., N, K), (..., N) -> (...)``: the attack success rate of one perturbation per row.
+    """
+    return (logits.argmax(-1) != y).float().mean(-1)
+
+
+def steps_to_asr(asr: torch.Tensor, threshold: float = 0.75,
+                 max_steps: int | None = None) -> torch.Tensor:
+    """First step ``k`` at which ``asr[..., k] >= threshold``, NaN if none within ``max_steps``.
+
+    ``asr`` holds ASR at steps ``0..K`` along its last axis (step 0 is the random start), e.g.
+    one row per task, or the mean curve over tasks. Returns a float tensor of shape
+    ``asr.shape[:-1]``.
+    """
+    if max_steps is not None:
+        asr = asr[..., :max_steps + 1]
+    hit = asr >= threshold
+    first = hit.float().argmax(-1).float()
+    return torch.where(hit.any(-1), first, torch.full_like(first, float("nan")))
+
+
+class Perturbation:
+    """The optimisee of a UAP task as a "model": ``f(delta, x) = victim(clamp(x + delta, 0, 1))``.
+
+    Duck-types :class:`~lft.models.FlatModel` (``dim``, ``roles``, ``init``, call): ``delta`` is
+    a flat ``(B, D)`` batch, or ``(B, P, D)`` (``P`` perturbed copies, for the zeroth-order
+    oracle); ``x`` is ``(B, N, C, H, W)``. All coordinates share role 0: a pixel offset.
+    """
+
+    chunk = 512
+
+    def __init__(self, victim, shape: tuple[int, int, int], init_scale: float = 0.05):
+        self.victim, self.shape = victim, tuple(int(s) for s in shape)
+        self.dim = math.prod(self.shape)
+        self.init_scale = float(init_scale)
+
+    @property
+    def roles(self) -> torch.Tensor:
+        return torch.zeros(self.dim, dtype=torch.long)
+
+    def init(self, n: int, generator: torch.Generator | None = None,
+             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``n`` random starts, uniform in ``[-init_scale, init_scale]`` per pixel."""
+        u = torch.rand(n, self.dim, generator=generator, dtype=dtype)
+        return (2 * u - 1) * self.init_scale
+
+    def perturbed(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``clamp(x + delta, 0, 1)``: ``(B, N, C, H, W)`` or ``(B, P, N, C, H, W)``."""
+        if theta.shape[-1] != self.dim:
+            raise ValueError(f"perturbation has {theta.shape[-1]} entries but images of shape "
+                             f"{self.shape} need {self.dim}")
+        delta = theta.reshape(*theta.shape[:-1], 1, *self.shape)
+        if theta.dim() == 3:
+            x = x[:, None]
+        elif theta.dim() != 2:
+            raise ValueError(f"delta must have shape (B, D) or (B, P, D), got {tuple(theta.shape)}")
+        return (x + delta).clamp(0.0, 1.0)
+
+    def __call__(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Victim logits on the perturbed images, ``(..., N, K)``.
+
+        The images go to the victim in chunks of at most :attr:`chunk` (a CPU convolution is
+        about 1.5x cheaper per image at 500 images than at 5 000: the activations stay in cache).
+        """
+        xp = self.perturbed(theta, x)
+        flat = xp.reshape(-1, *self.shape)
+        logits = torch.cat([self.victim(flat[i:i + self.chunk])
+                            for i in range(0, len(flat), self.chunk)])
+        return logits.reshape(*xp.shape[:-3], logits.shape[-1])
+
+
+@dataclass
+class UAPBatch(TaskBatch):
+    """``B`` UAP tasks; ``data[split] = (images (B, N, C, H, W), true labels (B, N))``.
+
+    ``lam`` weighs ``||delta||_2^2`` in the loss; ``kappa`` is the C&W confidence.
+    """
+
+    lam: float = 0.01
+    kappa: float = 0.0
+
+    def _labels(self, theta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return y[:, None].expand(y.shape[0], theta.shape[1], *y.shape[1:]) if theta.dim() == 3 \
+            else y
+
+    def loss(self, theta: torch.Tensor, split: str = "train") -> torch.Tensor:
+        """Eq. (12) per task: ``(B, D) -> (B,)`` or ``(B, P, D) -> (B, P)``."""
+        x, y = self.data[split]
+        logits = self.model(theta, x)
+        margin = cw_margin(logits, self._labels(theta, y), self.kappa).mean(-1)
+        return margin + self.lam * theta.pow(2).sum(-1)
+
+    @torch.no_grad()
+    def metrics(self, theta: torch.Tensor, split: str = "test") -> dict[str, torch.Tensor]:
+        """ASR, distortion ``||delta||_2/sqrt(d)``, raw ``||delta||_2``, loss and margin."""
+        x, y = self.data[split]
+        logits = self.model(theta, x)
+        margin = cw_margin(logits, y, self.kappa).mean(-1)
+        l2 = theta.norm(dim=-1)
+        return {"asr": attack_success(logits, y), "distortion": l2 / math.sqrt(self.dim),
+                "l2": l2, "loss": margin + self.lam * l2.pow(2), "margin": margin}
+
+    @torch.no_grad()
+    def asr(self, theta: torch.Tensor, split: str = "test",
+            index: torch.Tensor | None = None) -> torch.Tensor:
+        """Attack success rate alone, of the tasks at ``index`` (all by default): ``theta``
+        ``(len(index), D)`` -> ``(len(index),)``, equal to ``metrics(...)["asr"]`` there."""
+        x, y = self.data[split]
+        if index is not None:
+            x, y = x[index], y[index]
+        return attack_success(self.model(theta, x), y)
+
+    def merged(self) -> UAPBatch:
+        """L2O's view: fine-tune on ``D_tr + D_val``, meta-loss on the same."""
+        (xt, yt), (xv, yv) = self.data["train"], self.data["val"]
+        both = (torch.cat([xt, xv], 1), torch.cat([yt, yv], 1))
+        return UAPBatch(self.model, dict(self.data, train=both, val=both),
+                        primary_metric=self.primary_metric, info=self.info,
+                        lam=self.lam, kappa=self.kappa)
+
+
+# ------------------------------------------------------------------------- the family
+
+def _per_class(split: ImageSplit, k: int, seed: int) -> ImageSplit:
+    """At most ``k`` images of each class of ``split``, a seeded choice, in original order."""
+    rng = np.random.default_rng(derive_seed(seed, "uap/pool"))
+    keep = [idx[rng.permutation(len(idx))[:k]] for idx in class_index(split)]
+    return split.subset(np.sort(np.concatenate(keep)))
+
+
+_CORRECT: dict[tuple, dict] = {}  # (victim key, source, data folder) -> correctly classified
+
+
+@torch.no_grad()
+def _correct_only(victim, data: dict, key: tuple) -> dict:
+    """Each split of ``data`` restricted to the images ``victim`` classifies correctly."""
+    if key not in _CORRECT:
+        out = {}
+        for split, s in data.items():
+            preds = []
+            for i in range(0, len(s), 500):
+                x = torch.from_numpy(s.images[i:i + 500]).permute(0, 3, 1, 2).float() / 255
+                preds.append(victim(x).argmax(-1))
+            ok = torch.cat(preds).numpy() == s.labels
+            out[split] = s.subset(np.flatnonzero(ok))
+        while len(_CORRECT) >= 4:  # bounded: a few sources' arrays at a time
+            _CORRECT.pop(next(iter(_CORRECT)))
+        _CORRECT[key] = out
+    return _CORRECT[key]
+
+
+def resolve_victim(victim: str, source: str, data_dir: str | None = None):
+    """``"default"`` / ``"quick"``: the cached LeNet-5 of ``source`` (trained if missing);
+    anything else: the path of a victim file written by ``lft victims train``."""
+    from lft.attacks.victims import load_victim, read_victim
+
+    if victim in VICTIMS:
+        return load_victim(source, data_dir, quick=victim == "quick", train_if_missing=True,
+                           progress=True)
+    return read_victim(victim)
+
+
+class UAPFamily(TaskFamily):
+    """Few-shot UAP tasks on ``source`` ("mnist" or "cifar10") against ``victim``.
+
+    Args:
+        victim: ``"default"`` (the cached LeNet-5, trained on first use: minutes), ``"quick"``
+            (a weaker one trained in seconds, for tests) or a victim file path.
+        lam: weight of ``||delta||_2^2`` in the loss (Eq. 12).
+        ways, shots: classes per task and fine-tuning images per class.
+        queries: validation images per class, and as many test images per class (disjoint).
+        init_scale: random start ``U(-init_scale, init_scale)`` per pixel.
+        pool: consider only this many images per class of each split (a seeded subset, taken
+            before the victim's correct images are kept and meta-train/test parts cut); ``None``
+            uses all. Classifying all of MNIST once costs about 10 s on one core.
+    """
+
+    congruous = True
+
+    def __init__(self, source: str = "mnist", victim: str = "default", lam: float = 0.01,
+                 ways: int = 2, shots: int = 5, queries: int = 10, kappa: float = 0.0,
+                 init_scale: float = 0.05, part: str = "meta-train",
+                 data_dir: str | None = None, split_seed: int = 0, pool: int | None = None):
+        where = "UAP family"
+        ways, shots, queries = (validation.integer(label, n, 1, where=where) for label, n in (
+            ("ways", ways), ("shots", shots), ("queries", queries)))
+        lam, kappa, init_scale = (validation.number(label, x, 0.0, where=where) for label, x in (
+            ("lam", lam), ("kappa", kappa), ("init_scale", init_scale)))
+        if pool is not None:
+            pool = validation.integer("pool (images per class, or None)", pool, 1, where=where)
+        validation.choice("image source", source, SOURCES, where)
+        validation.choice("part", part, PARTS, where)
+        validation.path_or_none("data_dir", data_dir, where)
+        validation.text("victim", victim, where)
+        split_seed = validation.integer("split_seed", split_seed, None, where=where)
+        self.source, self.victim_spec, self.lam, self.kappa = source, str(victim), float(lam), \
+            float(kappa)
+        self.ways, self.shots, self.queries = int(ways), int(shots), int(queries)
+        self.init_scale, self.part, self.data_dir = float(init_scale), part, data_dir
+        self.split_seed, self.pool = int(split_seed), (None if pool is None else int(pool))
+        self.name = f"uap-{source}"
+        data = load_source(source, data_dir)
+        if self.pool is not None:
+            data = {k: _per_class(v, self.pool, self.split_seed) for k, v in data.items()}
+        self.victim = resolve_victim(self.victim_spec, source, data_dir)
+        h, w, c = data["train"].image_shape
+        if self.victim.input_shape not in (None, (c, h, w)):
+            raise ValueError(f"victim {self.victim.name} takes images of shape "
+                             f"{self.victim.input_shape}, but {source} images are {(c, h, w)}")
+        key = (self.victim.key, source, str(resolve_data_dir(data_dir)), self.pool,
+               self.split_seed)
+        self._correct = _correct_only(self.victim, data, key)
+        self.model = Perturbation(self.victim, (c, h, w), self.init_scale)
+        self._set_part(part)
+
+    def _set_part(self, part: str) -> None:
+        self.part = part
+        self._splits = meta_splits(self._correct, part, self.split_seed)
+        n_tr, n_val = (s.counts() for s in self._splits)
+        ok = (n_tr >= self.shots) & (n_val >= 2 * self.queries)
+        self._eligible = torch.from_numpy(np.flatnonzero(ok))
+        if len(self._eligible) < self.ways:
+            raise ValueError(f"{self.name} ({part}): only {len(self._eligible)} classes have "
+                             f"{self.shots} correctly classified fine-tuning images and "
+                             f"{2 * self.queries} query images; need {self.ways}"
+                             + (f" (fix: a larger pool than {self.pool})" if self.pool else ""))
+
+    def config(self) -> dict:
+        return {"task": "uap", "source": self.source, "victim": self.victim_spec,
+                "lam": self.lam, "ways": self.ways, "shots": self.shots,
+                "queries": self.queries, "kappa": self.kappa, "init_scale": self.init_scale,
+                "part": self.part, "data_dir": self.data_dir, "split_seed": self.split_seed,
+                "pool": self.pool}
+
+    def for_part(self, part: str) -> UAPFamily:
+        """The same family (same victim) over the meta-train or meta-test images."""
+        if part == self.part:
+            return self
+        other = object.__new__(UAPFamily)
+        other.__dict__.update(self.__dict__)
+        other._set_part(part)
+        return other
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> UAPBatch:
+        """``n`` tasks; labels are the victim's class indices (``info["classes"]``, ``(n, ways)``).
+
+        Classes are drawn uniformly among those with enough correctly classified images.
+        """
+        split_tr, split_val = self._splits
+        pick = torch.rand(n, len(self._eligible), generator=generator).argsort(1)[:, :self.ways]
+        classes = self._eligible[pick]
+        q = self.queries
+        idx_tr = draw_per_class(class_index(split_tr), classes, self.shots, generator)
+        idx_q = draw_per_class(class_index(split_val), classes, 2 * q, generator)
+        y_tr = classes.repeat_interleave(self.shots, dim=1)
+        y_q = classes.repeat_interleave(q, dim=1)
+        data = {"train": (gather_images(split_tr, idx_tr.reshape(n, -1)), y_tr),
+                "val": (gather_images(split_val, idx_q[:, :, :q].reshape(n, -1)), y_q),
+                "test": (gather_images(split_val, idx_q[:, :, q:].reshape(n, -1)), y_q)}
+        return UAPBatch(self.model, data, primary_metric="asr", info={"classes": classes},
+                        lam=self.lam, kappa=self.kappa)

@@ -1,0 +1,161 @@
+"""``lft victims train`` and ``lft attack`` end to end, on quick victims and small image folders."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lft import checkpoint
+from lft.attacks import load_victim
+from lft.cli import main
+from lft.meta import MetaTrainer, Method, TrainConfig, preset
+from lft.tasks import UAPFamily
+
+torch.set_num_threads(1)
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+pytestmark = pytest.mark.skipif(
+    not (SHARED / "mnist").is_dir() or not (SHARED / "cifar10").is_dir(),
+    reason=f"no offline data copies at {SHARED}")
+
+
+@pytest.fixture(scope="session")
+def victims(tmp_path_factory):
+    """Quick LeNet-5 victims, shared with test_uap.py's fixture through the session folder."""
+    folder = tmp_path_factory.getbasetemp() / "quick-victims"
+    return {s: load_victim(s, str(SHARED), quick=True, folder=folder) for s in ("mnist", "cifar10")}
+
+
+def write_folder(root: Path, images: np.ndarray, labels: np.ndarray, names: dict) -> Path:
+    """``root/<class name>/<i>.png`` for uint8 ``(N, H, W, C)`` images."""
+    for i, (im, c) in enumerate(zip(images, labels)):
+        d = root / names[int(c)]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im).save(d / f"{i}.png")
+    return root
+
+
+def correct_images(victim, source: str, classes, n: int, offset: int = 0):
+    """``n`` correctly classified test images per class, from ``offset`` on."""
+    from lft.data import load_source
+
+    split = load_source(source, str(SHARED))["test"]
+    keep = []
+    for c in classes:
+        idx = np.flatnonzero(split.labels == c)[:300]
+        x = torch.from_numpy(split.images[idx]).permute(0, 3, 1, 2).float() / 255
+        ok = (victim(x).argmax(-1) == c).numpy()
+        keep.append(idx[ok][offset:offset + n])
+    keep = np.concatenate(keep)
+    return split.images[keep], split.labels[keep]
+
+
+@pytest.fixture(scope="session")
+def folders(victims, tmp_path_factory):
+    root = tmp_path_factory.mktemp("attack-images")
+    digits = {c: str(c) for c in range(10)}
+    mnist = victims["mnist"]
+    out = {"mnist": write_folder(root / "mnist", *correct_images(mnist, "mnist", (3, 7), 5),
+                                 digits),
+           "mnist-eval": write_folder(root / "mnist-eval",
+                                      *correct_images(mnist, "mnist", (3, 7), 15, offset=5),
+                                      digits)}
+    cifar = victims["cifar10"]
+    names = dict(enumerate(cifar.classes))
+    out["cifar"] = write_folder(root / "cifar", *correct_images(cifar, "cifar10", (1, 9), 5),
+                                names)
+    out["cifar-eval"] = write_folder(root / "cifar-eval",
+                                     *correct_images(cifar, "cifar10", (1, 9), 15, offset=5),
+                                     names)
+    return out
+
+
+def run(argv, capsys):
+    rc = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_victims_train_then_reuse(tmp_path, capsys):
+    path = tmp_path / "v.safetensors"
+    args = ["victims", "train", "mnist", "--quick", "--data-dir", SHARED, "--out", path, "--quiet"]
+    rc, out, _ = run(args, capsys)
+    assert rc == 0 and "clean test accuracy" in out and "trained in" in out and path.is_file()
+    acc = json.loads(path.with_suffix(".json").read_text())["clean_test_accuracy"]
+    assert acc > 0.6
+    rc, out, _ = run(args, capsys)
+    assert rc == 0 and "reused" in out and f"{acc:.2%}" in out
+
+
+def test_white_box_attack_with_a_rule_saves_delta(victims, folders, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    rc, out, err = run(["attack", "--victim", victims["mnist"].path, "--images",
+                        folders["mnist"], "--eval-dir", folders["mnist-eval"], "--rule", "adam",
+                        "--lr", 0.05, "--steps", 15, "--out", out_dir], capsys)
+    assert rc == 0, err
+    report = json.loads((out_dir / "attack.json").read_text())
+    assert report["asr"][-1] >= 0.75 and report["eval_asr"] > report["eval_clean_asr"]
+    assert f"held-out images (30): ASR {report['eval_asr']:.2%}" in out
+    delta = np.load(out_dir / "delta.npy", allow_pickle=False)
+    assert delta.shape == (1, 28, 28) and np.isfinite(delta).all()
+    assert Image.open(out_dir / "delta.png").size == (28, 28)
+
+
+def test_black_box_attack_of_a_callable_victim_the_fine_tuner_never_saw(
+        victims, folders, tmp_path, capsys):
+    # a fine-tuner meta-trained (briefly) on MNIST UAP tasks against the MNIST victim ...
+    fam = UAPFamily("mnist", victim=str(victims["mnist"].path), data_dir=str(SHARED), pool=40,
+                    queries=3)
+    method = Method(preset("lft", horizon=3, rule={"hidden": 4}), fam)
+    MetaTrainer(method, fam, TrainConfig(iterations=2, meta_batch=2)).train(progress=False)
+    ckpt = checkpoint.save(tmp_path / "lft.safetensors", method, fam)
+    # ... attacks a CIFAR-10 classifier given as module:function, from its outputs only
+    (tmp_path / "my_victim.py").write_text(
+        "import torch\nfrom lft.attacks import read_victim\n"
+        f"_v = read_victim({str(victims['cifar10'].path)!r})\n"
+        "def logits(x):\n    with torch.no_grad():\n        return _v(x)\n")
+    out_dir = tmp_path / "bb"
+    names = ",".join(victims["cifar10"].classes)
+    rc, out, err = run(["attack", "--victim", f"{tmp_path / 'my_victim.py'}:logits",
+                        "--images", folders["cifar"], "--eval-dir", folders["cifar-eval"],
+                        "--classes", names, "--fine-tuner", ckpt, "--black-box", "--q", 5,
+                        "--steps", 4, "--out", out_dir], capsys)
+    assert rc == 0, err
+    report = json.loads((out_dir / "attack.json").read_text())
+    assert report["queries"] == 4 * 2 * 5 * 10 and "queries: 400 images" in out
+    assert report["black_box"] and len(report["asr"]) == 5 and report["eval_images"] == 30
+    assert np.load(out_dir / "delta.npy").shape == (3, 32, 32)
+
+
+def test_black_box_attack_raises_asr_above_clean(victims, folders, tmp_path, capsys):
+    rc, out, err = run(["attack", "--victim", victims["mnist"].path, "--images",
+                        folders["mnist"], "--eval-dir", folders["mnist-eval"], "--rule", "adam",
+                        "--lr", 0.05, "--steps", 25, "--q", 10, "--black-box",
+                        "--out", tmp_path], capsys)
+    assert rc == 0, err
+    report = json.loads((tmp_path / "attack.json").read_text())
+    assert report["queries"] == 25 * 20 * 10
+    assert report["clean_asr"] == 0.0 and report["asr"][-1] >= 0.5
+    assert report["eval_asr"] > report["eval_clean_asr"] + 0.3
+
+
+def test_user_errors_are_one_line(victims, folders, tmp_path, capsys):
+    base = ["attack", "--images", folders["mnist"], "--out", tmp_path, "--steps", 2]
+    cases = [
+        (["--victim", tmp_path / "missing.safetensors", "--rule", "adam"], "no victim file"),
+        (["--victim", victims["mnist"].path, "--rule", "adam", "--images", folders["cifar"]],
+         "images are 3x32x32 (CxHxW) but the victim takes 1x28x28"),
+        (["--victim", victims["mnist"].path], "choose how to fine-tune"),
+        (["--victim", "no_such_module_xyz:f", "--rule", "adam"], "cannot import"),
+        (["--victim", victims["mnist"].path, "--fine-tuner", tmp_path / "none.safetensors"],
+         "no checkpoint"),
+    ]
+    for extra, message in cases:
+        rc, _, err = run(base + extra, capsys)
+        assert rc == 2 and err.startswith("lft: error: ") and message in err, err
+        assert len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as e:
+        main(["attack", "--victim", "v", "--images", "d", "--rule", "adam", "--lr", "nan"])
+    assert e.value.code == 2

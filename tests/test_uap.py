@@ -1,0 +1,288 @@
+"""Few-shot UAP: victims, the margin loss and metrics, the task family, the attack engine."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from lft.attacks import load_victim, read_victim, universal_perturbation, victim_path
+from lft.attacks.attack import FixedShape
+from lft.meta import MetaTrainer, Method, TrainConfig, evaluate, preset
+from lft.tasks import MixtureFamily, UAPBatch, UAPFamily, as_groups, build_family
+from lft.tasks.uap import Perturbation, attack_success, cw_margin, steps_to_asr
+
+torch.set_num_threads(1)
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_data = pytest.mark.skipif(
+    not (SHARED / "mnist").is_dir() or not (SHARED / "cifar10").is_dir(),
+    reason=f"no offline data copies at {SHARED}")
+
+
+@pytest.fixture(scope="session")
+def victims(tmp_path_factory):
+    """Quick LeNet-5 victims (seconds each), trained once per test session."""
+    folder = tmp_path_factory.getbasetemp() / "quick-victims"
+    return {s: load_victim(s, str(SHARED), quick=True, folder=folder) for s in ("mnist", "cifar10")}
+
+
+def linear_victim(weight: torch.Tensor):
+    """A victim whose logits are ``flatten(x) @ weight`` (for hand computations)."""
+    return lambda x: x.flatten(1) @ weight
+
+
+# ------------------------------------------------------------------ definitions, by hand
+
+def test_margin_matches_hand_computation():
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
+    # image 0, true class 0: log p_0 - log p_1 = 2 - 1 = 1 (softmax constants cancel)
+    # image 1, true class 0: log p_0 - log p_1 = 0 - 3 = -3 -> 0 (already misclassified)
+    assert torch.allclose(cw_margin(logits, torch.tensor([0, 0])), torch.tensor([1.0, 0.0]))
+    assert torch.allclose(cw_margin(logits, torch.tensor([0, 0]), kappa=0.5),
+                          torch.tensor([1.0, -0.5]))
+    # true class 2 of image 0: 0 - 2 = -2 -> 0; class 1 of image 1: 3 - 1 = 2
+    assert torch.allclose(cw_margin(logits, torch.tensor([2, 1])), torch.tensor([0.0, 2.0]))
+    shifted = logits + torch.tensor([[5.0], [-7.0]])
+    assert torch.allclose(cw_margin(shifted, torch.tensor([0, 1])),
+                          cw_margin(logits, torch.tensor([0, 1])))
+
+
+def _toy_batch(lam: float) -> tuple[UAPBatch, torch.Tensor]:
+    # 2 pixels, 2 classes; logit_c = pixel_c. Images (0.6, 0.2) of class 0, (0.1, 0.5) of class 1.
+    victim = linear_victim(torch.eye(2))
+    model = Perturbation(victim, (1, 1, 2))
+    x = torch.tensor([[[[[0.6, 0.2]]], [[[0.1, 0.5]]]]])  # (B=1, N=2, 1, 1, 2)
+    y = torch.tensor([[0, 1]])
+    return UAPBatch(model, {s: (x, y) for s in ("train", "val", "test")}, lam=lam), x
+
+
+def test_uap_loss_is_margin_on_clamped_images_plus_lambda_l2_squared():
+    tasks, _ = _toy_batch(lam=0.5)
+    delta = torch.tensor([[-0.3, 0.3]])
+    # image 0: clamp(0.3, 0.5) -> margin max(0.3 - 0.5, 0) = 0; image 1: clamp(-0.2 -> 0, 0.8)
+    # -> margin 0.8 - 0 = 0.8. Mean 0.4, plus 0.5 * (0.09 + 0.09) = 0.09.
+    assert torch.allclose(tasks.loss(delta), torch.tensor([0.49]))
+    # (B, P, D): each perturbed copy scored on its own
+    both = torch.stack([delta, torch.zeros_like(delta)], 1)
+    # delta = 0: margins 0.4 and 0.4, mean 0.4, no penalty
+    assert torch.allclose(tasks.loss(both), torch.tensor([[0.49, 0.4]]))
+
+
+def test_asr_and_distortion_definitions():
+    tasks, _ = _toy_batch(lam=0.0)
+    delta = torch.tensor([[-0.3, 0.3]])
+    m = tasks.metrics(delta)
+    assert m["asr"].tolist() == [0.5]  # image 0 flips to class 1, image 1 stays class 1
+    assert torch.allclose(m["l2"], torch.tensor([math.sqrt(0.18)]))
+    assert torch.allclose(m["distortion"], torch.tensor([math.sqrt(0.18) / math.sqrt(2)]))
+    assert tasks.metrics(torch.zeros(1, 2))["asr"].tolist() == [0.0]
+    assert attack_success(torch.tensor([[[1.0, 0.0], [1.0, 0.0]]]),
+                          torch.tensor([[0, 1]])).tolist() == [0.5]
+
+
+def test_steps_to_asr():
+    curves = torch.tensor([[0.0, 0.5, 0.8, 0.9], [0.0, 0.5, 0.5, 0.7], [0.8, 0.0, 0.0, 0.0]])
+    out = steps_to_asr(curves, 0.75)
+    assert out[0] == 2 and math.isnan(out[1]) and out[2] == 0
+    assert math.isnan(steps_to_asr(curves[0], 0.75, max_steps=1))
+
+
+# ------------------------------------------------------------------ victims
+
+@needs_data
+def test_quick_victims_beat_chance_and_round_trip(victims):
+    mnist, cifar = victims["mnist"], victims["cifar10"]
+    assert mnist.record["clean_test_accuracy"] > 0.6  # chance is 0.1
+    assert cifar.record["clean_test_accuracy"] > 0.25
+    assert mnist.input_shape == (1, 28, 28) and cifar.input_shape == (3, 32, 32)
+    with safe_open(str(mnist.path), framework="pt") as f:
+        header = f.metadata()
+    record = json.loads(header["record"])
+    assert header["format"] == "lft-victim" and record["settings"]["train_subset"] == 10_000
+    assert record["data"]["test_images"] == 10_000 and record["quick"] is True
+    assert json.loads(mnist.path.with_suffix(".json").read_text()) == record
+    again = read_victim(mnist.path)
+    x = torch.rand(5, 1, 28, 28)
+    assert torch.equal(again(x), mnist(x))
+
+
+def test_missing_or_foreign_victim_files_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="lft victims train mnist --quick"):
+        load_victim("mnist", folder=tmp_path, quick=True, train_if_missing=False)
+    assert victim_path("mnist", True, tmp_path).name == "lenet5-mnist-quick.safetensors"
+    with pytest.raises(ValueError, match="no victim file"):
+        read_victim(tmp_path / "none.safetensors")
+    bad = tmp_path / "pickle.safetensors"
+    bad.write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(ValueError, match="not a safetensors victim"):
+        read_victim(bad)
+    with pytest.raises(ValueError, match="no victim recipe"):
+        victim_path("svhn")
+
+
+# ------------------------------------------------------------------ the task family
+
+@needs_data
+def test_uap_family_tasks(victims):
+    fam = UAPFamily("mnist", victim=str(victims["mnist"].path), data_dir=str(SHARED), pool=80,
+                    queries=4)
+    tasks = fam.sample(3, torch.Generator().manual_seed(0))
+    (xt, yt), (xv, yv), (xs, ys) = (tasks.data[s] for s in ("train", "val", "test"))
+    assert xt.shape == (3, 10, 1, 28, 28) and xv.shape == xs.shape == (3, 8, 1, 28, 28)
+    assert tasks.dim == 784 and tasks.roles.shape == (784,)
+    for i in range(3):
+        assert set(yt[i].tolist()) == set(yv[i].tolist()) == set(tasks.info["classes"][i].tolist())
+        assert len(set(yt[i].tolist())) == 2
+        assert not any(torch.equal(a, b) for a in xv[i] for b in xs[i])
+    zero = torch.zeros(3, 784)
+    for split in ("train", "val", "test"):  # only correctly classified images: clean ASR is 0
+        assert tasks.metrics(zero, split)["asr"].tolist() == [0.0, 0.0, 0.0]
+    theta = tasks.init(torch.Generator().manual_seed(1))
+    assert theta.abs().max() <= 0.05 and tasks.loss(theta).shape == (3,)
+    assert set(tasks.metrics(theta)) == {"asr", "distortion", "l2", "loss", "margin"}
+    merged = tasks.merged()
+    assert isinstance(merged, UAPBatch) and merged.data["train"][0].shape[1] == 18
+    # meta-train and meta-test tasks draw from disjoint images
+    test_fam = fam.for_part("meta-test")
+    for a, b in zip(fam._splits, test_fam._splits):
+        seen = {bytes(im) for im in a.images}
+        assert not any(bytes(im) in seen for im in b.images)
+    assert build_family(fam.config()).config() == fam.config()
+
+
+@needs_data
+def test_adam_raises_asr_on_held_out_images(victims):
+    fam = UAPFamily("mnist", victim=str(victims["mnist"].path), data_dir=str(SHARED), pool=80,
+                    queries=5)
+    method = Method(preset("adam", rule={"lr": 0.05}), fam)
+    c = evaluate(method, fam, n_tasks=8, steps=12, seed=0, progress=False)
+    asr, dist = c["asr"].mean(), c["distortion"].mean()
+    assert asr[0] < 0.1 and asr[-1] > 0.6, asr
+    assert dist[-1] > dist[0]
+
+
+@needs_data
+def test_mixture_of_mnist_and_cifar_uap_tasks(victims):
+    fams = [UAPFamily(s, victim=str(victims[s].path), data_dir=str(SHARED), pool=60, queries=3)
+            for s in ("mnist", "cifar10")]
+    mix = MixtureFamily(fams)
+    groups = as_groups(mix.sample(6, torch.Generator().manual_seed(0)))
+    assert sorted(g.dim for g in groups) == [784, 3072]
+    method = Method(preset("lft", horizon=3, rule={"hidden": 4}), mix)
+    trainer = MetaTrainer(method, mix, TrainConfig(iterations=2, meta_batch=4))
+    trainer.train(progress=False)
+    assert trainer.stats.updates == 2 and trainer.stats.skipped_nonfinite == 0
+    c = evaluate(method, mix, n_tasks=4, steps=2, seed=0, progress=False)
+    assert c["asr"].values.shape == (4, 3)
+    with pytest.raises(ValueError, match="congruous"):
+        Method(preset("maml"), mix)
+
+
+@needs_data
+def test_family_refuses_a_victim_of_another_shape(victims):
+    with pytest.raises(ValueError, match="victim .* takes images of shape"):
+        UAPFamily("cifar10", victim=str(victims["mnist"].path), data_dir=str(SHARED), pool=30)
+    with pytest.raises(ValueError, match="lam"):
+        UAPFamily("mnist", victim=str(victims["mnist"].path), lam=float("nan"))
+
+
+# ------------------------------------------------------------------ the attack engine
+
+def _images(victim, source: str, n_per_class: int, offset: int = 0):
+    """Correctly classified test images of classes 3 and 7 (or 'cat' = 3 and 'horse' = 7)."""
+    from lft.data import load_source
+
+    split = load_source(source, str(SHARED))["test"]
+    xs, ys = [], []
+    for c in (3, 7):
+        idx = torch.from_numpy((split.labels == c).nonzero()[0])
+        x = torch.from_numpy(split.images[idx[:400].numpy()]).permute(0, 3, 1, 2).float() / 255
+        ok = victim(x).argmax(-1) == c
+        xs.append(x[ok][offset:offset + n_per_class])
+        ys += [c] * n_per_class
+    return torch.cat(xs), torch.tensor(ys)
+
+
+@needs_data
+def test_black_box_attack_counts_queries_and_raises_asr(victims):
+    victim = victims["mnist"]
+    x, y = _images(victim, "mnist", 5)
+    x_eval, y_eval = _images(victim, "mnist", 20, offset=5)
+    fam = FixedShape(Perturbation(victim, (1, 28, 28)))
+    method = Method(preset("adam", rule={"lr": 0.05}), fam)
+    r = universal_perturbation(victim, x, y, method, steps=25, black_box=True, q=10,
+                               x_eval=x_eval, y_eval=y_eval)
+    # every step: 2q = 20 loss evaluations (antithetic) of the 10 images, in two batched calls
+    # (the +mu and -mu copies); the per-step ASR reports are not counted
+    assert r.queries == 25 * 20 * 10 and r.victim_calls == 25 * 2
+    assert r.clean_asr == 0.0 and r.eval_clean_asr == 0.0
+    assert r.asr[-1] >= 0.5 and r.eval_asr > 0.3, (r.asr, r.eval_asr)
+    assert r.delta.shape == (1, 28, 28) and len(r.asr) == 26
+
+
+def test_attack_refuses_bad_inputs():
+    victim = linear_victim(torch.randn(12, 3))
+    method = Method(preset("adam"), FixedShape(Perturbation(victim, (3, 2, 2))))
+    x, y = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ValueError, match="NaN"):
+        universal_perturbation(victim, x.clone().fill_(float("nan")), y, method, steps=1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        universal_perturbation(victim, x * 3, y, method, steps=1)
+    with pytest.raises(ValueError, match="NaN or infinite logits"):
+        universal_perturbation(lambda t: victim(t) * float("nan"), x, y, method, steps=1)
+    with pytest.raises(ValueError, match="out of range"):
+        universal_perturbation(victim, x, torch.tensor([0, 1, 2, 5]), method, steps=1)
+    with pytest.raises(ValueError, match="victim failed on images of shape"):
+        universal_perturbation(victim, torch.rand(4, 1, 2, 2), y, method, steps=1)
+    with pytest.raises(ValueError, match="--black-box"):
+        universal_perturbation(lambda t: torch.from_numpy(victim(t).numpy()), x, y, method,
+                               steps=1)
+
+
+# ------------------------------------------------------------------ the reproduction, tiny
+
+@needs_data
+def test_reproduce_table1_tiny(tmp_path):
+    from lft.experiments import table1
+
+    tiny = {"pool": 120, "queries": 3, "steps": 3, "truncation": 2, "test_tasks": 3,
+            "sweep_tasks": 2, "tune_tasks": 2, "iterations": {"lft": 1, "l2o": 1, "maml": 1},
+            "meta_batch": 2, "record": {"dense": 1, "every": 2},
+            "lr_grid": {"signsgd": [0.02], "adam": [0.02], "sgd": [1.0]}, "pictures": 1,
+            "lams": [0.003, 0.03], "select": {"method": "adam", "max_distortion": 10.0}}
+    doc = table1.reproduce("quick", tmp_path, workers=1, progress=False, data_dir=str(SHARED),
+                           profile_overrides=tiny)
+    rows, config = doc["rows"], doc["config"]
+    # every distortion is within the budget of 10: the higher ASR of the two, ties to 0.03
+    sel = config["lambda_selection"]
+    assert config["lambda"] == sel["lambda"] in (0.003, 0.03)
+    assert set(sel["candidates"]) == {"0.003", "0.03"} and sel["within_budget"] == [0.003, 0.03]
+    asr = {k: sum(v["asr"] for v in c.values()) for k, c in sel["candidates"].items()}
+    assert sel["lambda"] == (0.003 if asr["0.003"] > asr["0.03"] else 0.03)
+    assert len(config["tuning"]) == 3 * 2 * 2  # rules x sources x lambdas
+    lam, other = sel["lambda"], 0.03 if sel["lambda"] == 0.003 else 0.003
+    cells = {(r["train_source"], r["method"], r["test_source"]) for r in rows}
+    for train in ("mnist", "mnist+cifar10"):
+        assert {(train, m, t) for m in ("lft", "l2o")
+                for t in ("mnist", "cifar10", "mnist+cifar10")} <= cells
+    assert {("none", b, "mnist+cifar10") for b in ("signsgd", "adam", "sgd")} <= cells
+    na = [r for r in rows if r["method"] == "maml" and r["metric"] == "asr" and r["mean"] is None]
+    assert {r["test_source"] for r in na} == {"cifar10", "mnist+cifar10"}
+    asr_rows = [r for r in rows if r["metric"] == "asr" and r["mean"] is not None]
+    assert asr_rows and all(0 <= r["mean"] <= 1 for r in asr_rows)
+    adam = [r for r in rows if r["method"] == "adam" and r["test_source"] == "mnist"
+            and r["metric"] == "asr"]
+    # the chosen lambda at the recorded steps 0, 1, 2, 3 on 3 tasks; the other at 0 and 3 on 2
+    assert sorted((r["note"], r["step"], r["n"]) for r in adam) == sorted(
+        [(f"lambda={lam:g}", k, 3) for k in (0, 1, 2, 3)]
+        + [(f"lambda={other:g}", k, 2) for k in (0, 3)])
+    steps = [r for r in rows if r["metric"] == "steps_to_asr75"]
+    assert steps and all(r["step"] is None and "reached 75% ASR" in r["note"]
+                         and r["note"].startswith(f"lambda={lam:g}") for r in steps)
+    table = (tmp_path / "table1.md").read_text()
+    assert "[100% / 0.104 / 55]" in table and "Δdistortion" in table
+    assert "Lambda selection" in table and f"{lam:g} (chosen)" in table
+    for name in ("figure2.png", "figureA1.png", "figure_tradeoff.png", "perturbations.png"):
+        assert (tmp_path / name).stat().st_size > 5_000
