@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tasks", type=_positive(int), default=500)
     e.add_argument("--steps", type=_positive(int), default=20)
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--task", default=None, choices=TASKS,
+                   help="test on this named family instead of the checkpoint's own (e.g. a "
+                        "fine-tuner meta-trained on the mix, tested on cifar10)")
+    e.add_argument("--data-dir", default=None,
+                   help="image data folder (default: the checkpoint's, else $LFT_DATA_DIR)")
+    e.add_argument("--chunk", type=_positive(int), default=None,
+                   help="test tasks run at once (default 250; Table 2 used 10; it selects "
+                        "which tasks are drawn)")
     e.add_argument("--json", default=None, help="also write the rows to this JSON file")
     e.add_argument("--quiet", action="store_true")
 
@@ -244,6 +252,15 @@ def _train_run(a, cfg, family, tcfg, out: Path, replicas) -> int:
     return 0
 
 
+def _with_data_dir(config: dict, data_dir: str) -> dict:
+    """A family configuration with every ``data_dir`` (mixtures included) replaced."""
+    out = {k: ([_with_data_dir(f, data_dir) for f in v] if k == "families" else v)
+           for k, v in config.items()}
+    if "data_dir" in out:
+        out["data_dir"] = data_dir
+    return out
+
+
 def cmd_evaluate(a) -> int:
     from lft import checkpoint, pretrained
     from lft.experiments.results import curve_rows, write_json
@@ -252,8 +269,14 @@ def cmd_evaluate(a) -> int:
     if a.json and Path(a.json).is_dir():
         raise UserError(f"--json {a.json} is a folder; pass a file name such as rows.json")
     method, family, extra = checkpoint.load(pretrained.resolve(a.checkpoint))
+    if a.task or a.data_dir:
+        from lft.tasks import build_family, family_config
+
+        config = family_config(a.task, a.data_dir) if a.task else _with_data_dir(
+            family.config(), a.data_dir)
+        family = build_family(config)
     curves = evaluate(method, family, n_tasks=a.tasks, steps=a.steps, seed=a.seed,
-                      progress=not a.quiet)
+                      progress=not a.quiet, chunk=a.chunk or 250)
     c = curves[next(iter(curves))]
     mean, ci = c.mean(), c.ci95()
     print(f"{method.config.label} on {family.name}: test {c.metric} over {c.n} held-out tasks")
