@@ -166,6 +166,9 @@ class MetaTrainer:
                 runs.append([tasks, theta, state, scale, gens["oracle"]])
         return runs
 
+    def _logged(self, it: int) -> bool:
+        return it % self.config.log_every == 0 or it == self.config.iterations - 1
+
     def iteration(self, it: int) -> dict:
         """One meta-iteration over a fresh meta-batch; returns its log record."""
         m, cfg = self.method, self.method.config
@@ -185,6 +188,8 @@ class MetaTrainer:
                 group_loss = theta.new_zeros(())
                 for j, (theta, state) in enumerate(trajectory(
                         m.rule, m.oracle, tasks, theta, state, n, oracle_gen)):
+                    if weights[k + j] == 0:  # e.g. MAML's inner steps: no loss to compute
+                        continue
                     per_task = tasks.loss(theta, split)
                     if scale is not None:
                         per_task = per_task / scale
@@ -197,9 +202,11 @@ class MetaTrainer:
             total += float(loss.detach())
             for run in runs:
                 run[1], run[2] = run[1].detach(), detach_state(run[2])
-        with torch.no_grad():
-            final = sum(r[0].loss(r[1], split).sum() for r in runs) / n_tasks
-        total, final = self.replicas.average([total, float(final)])
+        final = float("nan")
+        if self._logged(it):  # the final loss is only for the log: skip it otherwise
+            with torch.no_grad():
+                final = float(sum(r[0].loss(r[1], split).sum() for r in runs) / n_tasks)
+        total, final = self.replicas.average([total, final])
         self.stats.iterations += 1
         return {"iteration": it, "meta_loss": total, "final_loss": final,
                 "grad_norm": max(norms) if norms else float("nan"),
@@ -228,7 +235,7 @@ class MetaTrainer:
             now = time.perf_counter()
             self.stats.wall_time_s += now - t_last
             t_last = now
-            if it % self.config.log_every == 0 or it == self.config.iterations - 1:
+            if self._logged(it):
                 rec["meta_loss_ema"] = self.ema
                 rec["skipped_nonfinite"] = self.stats.skipped_nonfinite
                 rec["elapsed_s"] = self.stats.wall_time_s
