@@ -7,6 +7,9 @@ fresh subprocess (``--worker``) so that peaks are separate:
   peak RSS must not grow with the horizon (``peak_mem_ratio_h200_over_h20``);
 * second-order MAML on sine (meta-batch 25), untruncated, 1 to 20 inner steps: the graph of
   every step is kept, so memory grows with the steps (reported, no target);
+* untruncated second-order MAML (meta-batch 25) and untruncated FO-LFT (meta-batch 16) at 5,
+  20 and 50 inner steps, plain and with gradient checkpointing (``checkpoint_steps`` about
+  the square root of the steps): ``peak_mem_ratio_ckpt_over_plain_{maml,lft}{5,20,50}``;
 * 2 000 meta-iterations of a cheap FO-LFT setting (horizon 2, windows of 1, meta-batch 1,
   the rule state carried across windows):
   RSS at the end over RSS after 100 warm-up iterations (``mem_growth_over_2000_iters``).
@@ -60,10 +63,11 @@ def worker(spec: dict) -> dict:
     setup(device)
     family = OnDevice(SineFamily(), device)
     kind = spec["kind"]
+    ckpt = {"checkpoint_steps": spec["checkpoint_steps"]} if spec.get("checkpoint_steps") else {}
     if kind == "lft":
-        cfg = preset("lft", horizon=spec["horizon"], truncation=spec["truncation"])
+        cfg = preset("lft", horizon=spec["horizon"], truncation=spec["truncation"], **ckpt)
     else:
-        cfg = preset("maml", horizon=spec["horizon"])
+        cfg = preset("maml", horizon=spec["horizon"], **ckpt)
     method = Method(cfg, family).to(device)
     trainer = MetaTrainer(method, family, TrainConfig(iterations=10**9,
                                                       meta_batch=spec["meta_batch"]))
@@ -124,6 +128,7 @@ def run(quick: bool, device: torch.device) -> dict:
         print(f"  second-order MAML, {k:2d} inner steps, untruncated: {what} "
               f"{_peak(r) / MB:.0f} MB ({(r['peak'] - r['rss_start']) / MB:.1f} MB above the "
               "start)", flush=True)
+    checkpointing(out, quick, dev, what)
     r = spawn({"kind": "lft", "horizon": 2, "truncation": 1, "meta_batch": 1,
                "iterations": 2000, "warmup": 100, "device": dev})
     out["mem_growth_over_2000_iters"] = r["rss_end"] / r["rss_after_warmup"]
@@ -133,6 +138,44 @@ def run(quick: bool, device: torch.device) -> dict:
           f"{r['rss_after_warmup'] / MB:.1f} MB after 100 -> {r['rss_end'] / MB:.1f} MB at the "
           f"end ({out['mem_growth_over_2000_iters']:.3f}x)", flush=True)
     return out
+
+
+def checkpoint_segment(steps: int) -> int:
+    """Segment length for ``steps`` checkpointed inner steps: about ``sqrt(steps)``, which
+    balances the kept segment boundaries against one segment's recomputed graph."""
+    return max(1, round(steps ** 0.5))
+
+
+def checkpointing(out: dict, quick: bool, dev: str, what: str) -> None:
+    """Untruncated second-order MAML (meta-batch 25) and untruncated FO-LFT (meta-batch 16) at
+    5, 20 and 50 inner steps, plain and with gradient checkpointing in segments of
+    :func:`checkpoint_segment` steps; ratios checkpointed / plain of the peak and of the peak
+    above the pre-training RSS (``peak_mem_ratio_ckpt_over_plain_{maml,lft}{k}``)."""
+    for kind, label, batch in (("maml", "second-order MAML", 25), ("lft", "FO-LFT", 16)):
+        for k in (5, 20, 50):
+            seg = checkpoint_segment(k)
+            res = {}
+            for mode, c in (("plain", None), ("ckpt", seg)):
+                res[mode] = spawn({"kind": kind, "horizon": k, "truncation": None,
+                                   "meta_batch": batch, "iterations": 1 if quick else 2,
+                                   "checkpoint_steps": c, "device": dev})
+                r = res[mode]
+                out[f"{kind}_untruncated_{mode}_peak_mem_mb_k{k}"] = _peak(r) / MB
+                out[f"{kind}_untruncated_{mode}_peak_rss_above_start_mb_k{k}"] = (
+                    r["peak"] - r["rss_start"]) / MB
+            above = [res[m]["peak"] - res[m]["rss_start"] for m in ("plain", "ckpt")]
+            out[f"peak_mem_ratio_ckpt_over_plain_{kind}{k}"] = (_peak(res["ckpt"])
+                                                               / _peak(res["plain"]))
+            out[f"peak_rss_above_start_ratio_ckpt_over_plain_{kind}{k}"] = (
+                above[1] / max(above[0], 1.0))
+            print(f"  {label}, {k:2d} steps, untruncated: {what} plain "
+                  f"{_peak(res['plain']) / MB:.0f} MB ({above[0] / MB:.1f} above the start), "
+                  f"checkpointed in segments of {seg}: "
+                  f"{_peak(res['ckpt']) / MB:.0f} MB ({above[1] / MB:.1f} above the start); "
+                  f"ratio {out[f'peak_mem_ratio_ckpt_over_plain_{kind}{k}']:.3f} "
+                  f"(above the start "
+                  f"{out[f'peak_rss_above_start_ratio_ckpt_over_plain_{kind}{k}']:.3f})",
+                  flush=True)
 
 
 def main(argv=None) -> int:

@@ -315,3 +315,8 @@ def test_public_function_refuses_bad_input_in_one_line(case, inputs, tmp_path, m
         fn(inputs)
     message = str(info.value)
     assert needle in message and "\n" not in message, message
+
+
+def test_more_shots_than_the_data_is_refused_when_the_family_is_built(data_dir):
+    with pytest.raises(ValueError, match=r"shots=6000 but class .* use shots <= \d+"):
+        tasks.ClassificationFamily("mnist", shots=6000, data_dir=str(data_dir))

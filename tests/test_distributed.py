@@ -30,7 +30,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBU
 if sys.platform.startswith("linux"):  # gloo on loopback even where the host name resolves afar
     ENV.setdefault("GLOO_SOCKET_IFNAME", "lo")
 CLI = ["train", "--task", "sine", "--method", "lft", "--meta-batch", "4", "--horizon", "3",
-       "--seed", "11", "--quiet", "--dist-timeout", "20"]
+       "--seed", "11", "--quiet", "--dist-timeout", "60"]
 
 
 def tiny(streams: int, replicas: Replicas | None = None, zo: bool = False) -> MetaTrainer:
@@ -144,9 +144,9 @@ def test_killed_rank_ends_the_job_clearly_and_the_job_resumes(tmp_path, one_rank
         time.sleep(0.02)
     procs[1].kill()  # SIGKILL
     t_kill = time.monotonic()
-    err = procs[0].communicate(timeout=30)[1]
+    err = procs[0].communicate(timeout=90)[1]
     code = procs[0].returncode
-    assert time.monotonic() - t_kill < 20  # within --dist-timeout
+    assert time.monotonic() - t_kill < 60  # within --dist-timeout
     assert code == 1, err
     assert "rank 0 of 2" in err and "--resume" in err and "Traceback" not in err
     assert checkpoint.read_training_state(ckpt)[1]["iteration"] < 40

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="unrolled fine-tuning steps per episode (default 20; MAML 1)")
     t.add_argument("--truncation", type=_positive(int), default=None,
                    help="truncated-BPTT window in steps (default: the whole horizon)")
+    t.add_argument("--checkpoint-steps", type=_positive(int), default=None, metavar="N",
+                   help="gradient checkpointing: recompute inner steps in segments of N during "
+                        "backward (less memory for long untruncated unrolls; default off)")
     t.add_argument("--weighting", choices=("uniform", "linear", "final"), default=None)
     t.add_argument("--second-order", action="store_true",
                    help="keep the Hessian term of the meta-gradient (first-order oracle)")
@@ -161,6 +165,8 @@ def cmd_train(a) -> int:
         overrides["horizon"] = a.horizon
     if a.truncation:
         overrides["truncation"] = a.truncation
+    if a.checkpoint_steps:
+        overrides["checkpoint_steps"] = a.checkpoint_steps
     if a.weighting:
         overrides["weighting"] = a.weighting
     if a.learn_init:
@@ -188,6 +194,12 @@ def cmd_train(a) -> int:
         hint = (f"; rerun the same command with --resume to continue from {last}"
                 if last.is_file() else "")
         print(f"lft: error: {e}{hint}", file=sys.stderr)
+        if replicas is not None and replicas.world_size > 1:
+            # a peer is gone: tearing the process group down (or letting the interpreter
+            # do it at exit) can abort inside gloo's threads (SIGABRT instead of status 1)
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(1)
         return 1
     finally:
         if replicas is not None:

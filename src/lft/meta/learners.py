@@ -60,6 +60,14 @@ class MethodConfig:
         normalize: divide each task's meta-loss by its initial loss.
         horizon: unrolled fine-tuning steps per meta-training episode.
         truncation: steps per truncated-BPTT window (``None``: the whole horizon).
+        checkpoint_steps: gradient checkpointing of the inner loop (``None``: off, the
+            default). Each window is unrolled in segments of this many steps whose activations
+            are dropped after the forward pass and recomputed during backward, so memory grows
+            with ``window / checkpoint_steps`` segment boundaries instead of with every step,
+            for about one extra forward pass; the meta-gradient is the same up to rounding.
+            Meant for long untruncated unrolls (second-order MAML with many inner steps);
+            left out of :meth:`to_dict` while ``None``, so existing configurations, checkpoints
+            and resumes are unchanged.
     """
 
     name: str = "lft"
@@ -73,6 +81,7 @@ class MethodConfig:
     normalize: bool = True
     horizon: int = 20
     truncation: int | None = None
+    checkpoint_steps: int | None = None
 
     def __post_init__(self):
         self.validate()
@@ -97,10 +106,20 @@ class MethodConfig:
         if self.truncation is not None:
             self.truncation = v.integer("truncation (steps per window, or None)",
                                         self.truncation, 1, where=where)
+        if self.checkpoint_steps is not None:
+            self.checkpoint_steps = v.integer("checkpoint_steps (steps per recomputed segment, "
+                                              "or None)", self.checkpoint_steps, 1, where=where)
 
     def to_dict(self) -> dict:
-        """The fields as a JSON-serialisable dict (a deep copy; see :meth:`from_dict`)."""
-        return copy.deepcopy(asdict(self))
+        """The fields as a JSON-serialisable dict (a deep copy; see :meth:`from_dict`).
+
+        ``checkpoint_steps`` is left out while off (``None``), so that configurations written
+        before it existed compare equal (``--resume``) and serialise byte for byte as before.
+        """
+        d = copy.deepcopy(asdict(self))
+        if d["checkpoint_steps"] is None:
+            del d["checkpoint_steps"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> MethodConfig:

@@ -4,8 +4,10 @@ Each meta-iteration samples a meta-batch of tasks, starts their optimisees, and 
 rule for ``horizon`` steps in truncated windows of ``truncation`` steps. After each window the
 weighted meta-loss of that window is back-propagated, the meta-gradient is clipped and applied
 with Adam, and the optimisees and rule state are detached and carried into the next window
-(truncated BPTT: memory is bounded by the window, not the horizon). A non-finite
-meta-gradient is skipped and counted, never applied.
+(truncated BPTT: memory is bounded by the window, not the horizon). Where a window must be
+long (untruncated second-order MAML, LFT over a whole horizon), ``checkpoint_steps`` splits it
+into gradient-checkpointed segments whose activations are recomputed during backward. A
+non-finite meta-gradient is skipped and counted, never applied.
 
 The meta-batch is drawn from ``task_streams`` independent random streams (one by default), so
 that it can be split across processes without changing the numbers (:mod:`lft.meta.distributed`
@@ -29,7 +31,7 @@ from lft import validation
 from lft.meta.distributed import Replicas
 from lft.meta.learners import Method
 from lft.meta.objective import step_weights
-from lft.meta.unroll import trajectory
+from lft.meta.unroll import checkpointed_segment, trajectory
 from lft.rules.base import detach_state
 from lft.seeding import generator as make_generator
 from lft.tasks.base import TaskFamily, as_groups
@@ -169,6 +171,34 @@ class MetaTrainer:
     def _logged(self, it: int) -> bool:
         return it % self.config.log_every == 0 or it == self.config.iterations - 1
 
+    def _checkpointed_window(self, run: list, k: int, n: int, segment_len: int,
+                             weights: list[float], group_loss: torch.Tensor):
+        """Steps ``k..k+n-1`` of one run in gradient-checkpointed segments of ``segment_len``.
+
+        The same optimisee, rule state and weighted meta-loss (summed in the same order) as the
+        plain loop in :meth:`iteration`, but each segment's activations are recomputed during
+        backward instead of kept (``MethodConfig.checkpoint_steps``).
+        """
+        m, cfg = self.method, self.method.config
+        tasks, theta, state, scale, oracle_gen = run
+
+        def step_loss(offset: int):
+            def loss_at(j: int, th: torch.Tensor) -> torch.Tensor | None:
+                w = weights[k + offset + j]
+                if w == 0:  # e.g. MAML's inner steps: no loss to compute
+                    return None
+                per_task = tasks.loss(th, cfg.meta_split)
+                if scale is not None:
+                    per_task = per_task / scale
+                return w * per_task.mean()
+            return loss_at
+
+        for s in range(0, n, segment_len):
+            theta, state, group_loss = checkpointed_segment(
+                m.rule, m.oracle, tasks, theta, state, min(segment_len, n - s), oracle_gen,
+                step_loss(s), group_loss)
+        return theta, state, group_loss
+
     def iteration(self, it: int) -> dict:
         """One meta-iteration over a fresh meta-batch; returns its log record."""
         m, cfg = self.method, self.method.config
@@ -179,6 +209,7 @@ class MetaTrainer:
         split = cfg.meta_split
         weights = step_weights(cfg.weighting, cfg.horizon)
         window = cfg.truncation or cfg.horizon
+        segment_len = cfg.checkpoint_steps
         total, norms, k = 0.0, [], 0
         while k < cfg.horizon:
             n = min(window, cfg.horizon - k)
@@ -186,14 +217,18 @@ class MetaTrainer:
             for run in runs:
                 tasks, theta, state, scale, oracle_gen = run
                 group_loss = theta.new_zeros(())
-                for j, (theta, state) in enumerate(trajectory(
-                        m.rule, m.oracle, tasks, theta, state, n, oracle_gen)):
-                    if weights[k + j] == 0:  # e.g. MAML's inner steps: no loss to compute
-                        continue
-                    per_task = tasks.loss(theta, split)
-                    if scale is not None:
-                        per_task = per_task / scale
-                    group_loss = group_loss + weights[k + j] * per_task.mean()
+                if segment_len is not None and segment_len < n:
+                    theta, state, group_loss = self._checkpointed_window(
+                        run, k, n, segment_len, weights, group_loss)
+                else:
+                    for j, (theta, state) in enumerate(trajectory(
+                            m.rule, m.oracle, tasks, theta, state, n, oracle_gen)):
+                        if weights[k + j] == 0:  # e.g. MAML's inner steps: no loss to compute
+                            continue
+                        per_task = tasks.loss(theta, split)
+                        if scale is not None:
+                            per_task = per_task / scale
+                        group_loss = group_loss + weights[k + j] * per_task.mean()
                 run[1], run[2] = theta, state
                 loss = loss + (tasks.size / n_tasks) * group_loss
             k += n
