@@ -13,7 +13,7 @@ from lft.attacks.lenet import InputGradConv2d
 from lft.attacks.victims import flush_denormals_
 from lft.experiments.results import curve_rows
 from lft.experiments.table1 import select_lambda
-from lft.experiments.table1_costs import makespan_s
+from lft.experiments.table1_costs import SETUP_S, makespan_s
 from lft.experiments.table1_eval import evaluate_uap
 from lft.meta import Method, evaluate, preset, tune_learning_rate
 from lft.meta.evaluate import sparse_steps
@@ -135,10 +135,10 @@ def test_lambda_selection_maximises_asr_within_the_distortion_budget():
 
 def test_makespan_deals_longest_first():
     jobs = [{"estimate_s": s} for s in (3, 5, 3, 4, 3)]
-    # each worker starts with 2 x 15 s of set-up; longest first to the least loaded:
+    # each worker first sets up both sources; then longest first to the least loaded:
     # 5 -> A, 4 -> B, 3 -> B (7), 3 -> A (8), 3 -> B (10)
-    assert makespan_s(jobs, 2) == pytest.approx(30 + 10)
-    assert makespan_s(jobs, 1) == pytest.approx(30 + 18)
+    assert makespan_s(jobs, 2) == pytest.approx(2 * SETUP_S + 10)
+    assert makespan_s(jobs, 1) == pytest.approx(2 * SETUP_S + 18)
 
 
 # ------------------------------------------------------------------ the victim's speed-ups
@@ -170,3 +170,28 @@ def test_flush_denormals():
     flush_denormals_(m)
     assert m.weight.tolist() == [[0.0, 0.5, 0.0], [pytest.approx(2e-38), -3.0, 0.0]]
     assert torch.isfinite(m.bias).all()
+
+
+# ------------------------------------------------------------------ named UAP tasks
+
+def test_named_uap_tasks(tmp_path_factory):
+    from lft.tasks import TASKS, build_family, family_config
+
+    assert {"uap-mnist", "uap-cifar10", "uap-mnist+cifar10"} <= set(TASKS)
+    one = family_config("uap-mnist", "/data")
+    assert one == {"task": "uap", "source": "mnist", "victim": "default", "lam": 0.01,
+                   "queries": 10, "ways": 2, "shots": 5, "part": "meta-train",
+                   "data_dir": "/data"}
+    mix = family_config("uap-mnist+cifar10", queries=3, lam=0.1)
+    assert mix["task"] == "mixture"
+    assert [(f["source"], f["queries"], f["lam"]) for f in mix["families"]] == [
+        ("mnist", 3, 0.1), ("cifar10", 3, 0.1)]
+    assert family_config("mnist")["queries"] == 15  # classification unchanged
+    with pytest.raises(ValueError, match="unknown task"):
+        family_config("uap-svhn")
+    if (SHARED / "mnist").is_dir():
+        folder = tmp_path_factory.getbasetemp() / "quick-victims"
+        victim = load_victim("mnist", str(SHARED), quick=True, folder=folder)
+        fam = build_family({**family_config("uap-mnist", str(SHARED)),
+                            "victim": str(victim.path), "pool": 60})
+        assert isinstance(fam, UAPFamily) and fam.model.dim == 784

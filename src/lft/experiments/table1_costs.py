@@ -1,22 +1,36 @@
 """What Table 1's jobs cost: measured constants and an estimate of each job and of the run.
 
 Measured on this project's 2-core machine, one thread, CPU time (``time.process_time``, so other
-jobs loading the machine do not inflate it), default victims (their subnormal weights flushed,
-:func:`lft.attacks.victims.flush_denormals_`; fast input gradients,
-:class:`lft.attacks.lenet.InputGradConv2d`), 10 fine-tuning and 20 test images per task.
-Scripts: ``benchmarks/table1_costs.py``.
+jobs loading the machine inflate it little), default victims (their subnormal weights flushed,
+:func:`lft.attacks.victims.flush_denormals_`, which made the CIFAR-10 victim 2.4x faster; fast
+input gradients, :class:`lft.attacks.lenet.InputGradConv2d`, 1.7x on a forward + backward), 10
+fine-tuning and 20 test images per task, 100 tasks at once (``measure`` re-measures them):
 
-=================================  ==========  ==========
-per task and step (ms)             MNIST       CIFAR-10
-=================================  ==========  ==========
-fine-tuning step, hand rule        STEP_HAND
-fine-tuning step, LSTM rule        STEP_LSTM
-metrics (victim on test images)    METRICS
-=================================  ==========  ==========
+==============================================  =====  ========
+per task                                        MNIST  CIFAR-10
+==============================================  =====  ========
+fine-tuning step, hand-designed rule (ms)       1.22   1.61
+fine-tuning step, LSTM rule (ms)                1.45   1.98
+metrics once (victim, 20 test images, ms)       1.10   1.20
+==============================================  =====  ========
 
-Meta-training, one meta-iteration of 8 tasks x 200 steps (10 truncated windows of 20): see
-:data:`TRAIN_ITERATION_S`. The paper profile's estimate is in :func:`makespan_s` terms: the jobs
-dealt longest first to 2 worker processes.
+A meta-iteration of 8 tasks x 200 steps (windows of 20) costs 6.0 s (LFT) and 11.2 s (L2O) on
+MNIST tasks, 8.6 s and 13.3 s on MNIST+CIFAR-10 tasks; one of MAML (8 tasks, 5 steps) 0.22 s.
+(Before the two victim fixes a step with metrics cost 3.4 ms on MNIST and 6.9 ms on CIFAR-10.)
+A 1/10-size paper run took 1.09x the CPU time this model gave its table jobs and 1.22x for its
+tuning jobs; :data:`CALIBRATION` scales every estimate by 1.1.
+
+Paper profile (``python -m lft.experiments.table1_costs``), estimated CPU seconds per job:
+
+* tuning, 24 jobs (3 rules x 2 sources x 4 lambdas; 3 step sizes + the chosen one's ASR run,
+  16 tasks x 200 steps, loss recorded every 5th step): 20 s (MNIST) and 26 s (CIFAR-10) each,
+  552 s in all: **4.9 min** on 2 workers;
+* FO-LFT [MNIST] 1 058 s (50 meta-iterations 332 s, tests: 500 tasks per source at the chosen
+  lambda, 100 per source at each of the 3 other lambdas), FO-L2O [MNIST] 1 345 s, FO-LFT
+  [MNIST+CIFAR-10] 1 198 s, FO-L2O [MNIST+CIFAR-10] 1 460 s, MAML [MNIST] 346 s, each
+  hand-designed rule 273 s (MNIST) + 348 s (CIFAR-10): 7 270 s in all, **62.9 min** on 2
+  workers (dealt longest first);
+* with the set-up and the report, about **68 min** on 2 cores.
 """
 
 from __future__ import annotations
@@ -24,20 +38,24 @@ from __future__ import annotations
 import heapq
 
 #: ms per task and fine-tuning step, gradient + rule update, no metrics
-STEP_MS = {("mnist", "hand"): 1.3, ("cifar10", "hand"): 1.1,
-           ("mnist", "lstm"): 1.7, ("cifar10", "lstm"): 1.5}
+STEP_MS = {("mnist", "hand"): 1.22, ("cifar10", "hand"): 1.61,
+           ("mnist", "lstm"): 1.45, ("cifar10", "lstm"): 1.98}
 #: ms per task to measure the metrics once (victim forward on the task's 20 test images)
-METRICS_MS = {"mnist": 1.2, "cifar10": 1.4}
+METRICS_MS = {"mnist": 1.10, "cifar10": 1.20}
 #: ms per task to measure the ASR of a pending task between recorded steps
-ASR_MS = METRICS_MS
+ASR_MS = {"mnist": 1.11, "cifar10": 1.25}
 #: assumed fraction of the unrecorded steps at which a task is still below 75% ASR
 PENDING_FRACTION = 0.3
 #: seconds per meta-iteration of 8 tasks (MAML: 5 inner steps, second order)
-TRAIN_ITERATION_S = {("lft", "mnist"): 6.0, ("lft", "mnist+cifar10"): 6.0,
-                     ("l2o", "mnist"): 13.0, ("l2o", "mnist+cifar10"): 13.0,
-                     ("maml", "mnist"): 0.5}
+TRAIN_ITERATION_S = {("lft", "mnist"): 6.03, ("lft", "mnist+cifar10"): 8.58,
+                     ("l2o", "mnist"): 11.24, ("l2o", "mnist+cifar10"): 13.34,
+                     ("maml", "mnist"): 0.22}
 #: seconds per worker and source to load data and victim and classify every image once
-SETUP_S = 15.0
+SETUP_S = 6.0
+#: measured over estimated CPU time of the jobs of a 1/10-size paper run (50 test tasks, 10
+#: sweep tasks, 4 tuning tasks, 2 meta-iterations): 1.09 for the table's jobs (0.83-1.23 each),
+#: 1.22 for the tuning jobs (building each job's families, ~1 s, weighs more in small jobs)
+CALIBRATION = 1.1
 
 
 def _kind(method: dict) -> str:
@@ -57,7 +75,11 @@ def eval_s(method: dict, source: str, tasks: int, steps: int, recorded: int,
 
 
 def estimate_s(job: dict) -> float:
-    """Estimated CPU seconds of one job (:mod:`lft.experiments.table1_jobs`)."""
+    """Estimated CPU seconds of one job (:mod:`lft.experiments.table1_jobs`), calibrated."""
+    return CALIBRATION * _model_s(job)
+
+
+def _model_s(job: dict) -> float:
     steps, method = job["steps"], job["method"]
     if job["kind"] == "tune":
         s = job["family"]["source"]
@@ -82,3 +104,76 @@ def makespan_s(jobs: list[dict], workers: int) -> float:
     for cost in sorted((j.get("estimate_s") or estimate_s(j) for j in jobs), reverse=True):
         heapq.heapreplace(loads, loads[0] + cost)
     return max(loads)
+
+
+def measure(data_dir: str | None = None, tasks: int = 100, steps: int = 10) -> dict:
+    """Re-measure the per-step constants above (CPU seconds of this process, one thread):
+    ``python -m lft.experiments.table1_costs measure [DATA_DIR]`` (about 2 CPU-minutes)."""
+    import time
+
+    import torch
+
+    from lft.experiments.table1 import PROFILES, uap_config
+    from lft.meta.learners import Method, preset
+    from lft.meta.trainer import MetaTrainer, TrainConfig
+    from lft.meta.unroll import trajectory
+    from lft.seeding import generator
+    from lft.tasks import build_family
+
+    torch.set_num_threads(1)
+    prof, out = PROFILES["paper"], {}
+    for source in ("mnist", "cifar10"):
+        family = build_family(uap_config(source, prof, data_dir, 0.01)).for_part("meta-test")
+        batch = family.sample(tasks, generator(0, "costs"))
+        for kind, name in (("hand", "adam"), ("lstm", "lft")):
+            method, gen = Method(preset(name), family), generator(0, "costs-run")
+            theta, state = method.start(batch, gen)
+            with torch.no_grad():
+                t0 = time.process_time()
+                for theta, state in trajectory(method.rule, method.oracle, batch, theta, state,
+                                               steps, gen):
+                    pass
+                out[f"step_ms/{source}/{kind}"] = (time.process_time() - t0) / tasks / steps * 1e3
+        t0 = time.process_time()
+        for _ in range(steps):
+            batch.metrics(theta)
+        out[f"metrics_ms/{source}"] = (time.process_time() - t0) / tasks / steps * 1e3
+    for name, train in (("lft", "mnist"), ("l2o", "mnist"), ("lft", "mnist+cifar10"),
+                        ("l2o", "mnist+cifar10")):
+        family = build_family(uap_config(train, prof, data_dir, 0.01))
+        cfg = preset(name, horizon=prof["steps"], truncation=prof["truncation"])
+        trainer = MetaTrainer(Method(cfg, family), family,
+                              TrainConfig(iterations=1, meta_batch=prof["meta_batch"]))
+        t0 = time.process_time()
+        trainer.train(progress=False)
+        out[f"train_iteration_s/{name}/{train}"] = time.process_time() - t0
+    return out
+
+
+def profile_estimate(profile: str = "paper", workers: int | None = None) -> dict:
+    """Estimated seconds of every job of ``profile`` and of its two phases on ``workers``
+    processes, from the constants above (needs no data: any lambda, any step sizes)."""
+    from collections import defaultdict
+    from pathlib import Path
+
+    from lft.experiments.table1 import PROFILES, make_jobs, tune_jobs
+
+    prof = PROFILES[profile]
+    workers = workers or prof["workers"]
+    tune = tune_jobs(prof, 0, None)
+    jobs = make_jobs(prof, Path("."), 0, None, prof["lams"][0], defaultdict(lambda: 0.01))
+    return {"jobs_s": {j["label"]: round(j["estimate_s"]) for j in tune + jobs},
+            "cpu_s": round(sum(j["estimate_s"] for j in tune + jobs)),
+            "tuning_s": round(makespan_s(tune, workers)),
+            "table_s": round(makespan_s(jobs, workers)), "workers": workers}
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    if sys.argv[1:2] == ["measure"]:
+        print(json.dumps(measure(sys.argv[2] if len(sys.argv) > 2 else None), indent=1))
+    else:
+        print(json.dumps(profile_estimate(sys.argv[1] if len(sys.argv) > 1 else "paper"),
+                         indent=1))

@@ -136,9 +136,9 @@ class Workers:
     def __enter__(self) -> Workers:
         return self
 
-    def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+    def __exit__(self, kind, *exc) -> None:
+        if self.pool is not None:  # on an error (or Ctrl-C) do not wait for running jobs
+            self.pool.shutdown(wait=kind is None, cancel_futures=True)
 
     def run(self, jobs: list[dict], progress: bool = True, desc: str = "jobs") -> list[dict]:
         order = sorted(range(len(jobs)), key=lambda i: -jobs[i].get("estimate_s", 0.0))

@@ -16,6 +16,7 @@ from lft.experiments.table1 import (
     BASELINES,
     NOT_APPLICABLE,
     PAPER,
+    SOURCES,
     TESTS,
     THRESHOLD,
     TRAIN,
@@ -107,7 +108,7 @@ def write_table(path: Path, table: dict, records: list[dict], jobs: list[dict], 
 def _selection(selection: dict) -> list[str]:
     """How lambda was chosen: tuned rule's validation ASR / distortion per lambda and source."""
     cands = selection["candidates"]
-    sources = sorted({s for per in cands.values() for s in per})
+    sources = [s for s in SOURCES if any(s in per for per in cands.values())]
     lines = [f"Lambda selection ({selection['criterion']}): chosen lambda = "
              f"{selection['lambda']:g}. Tuned {NAMES[selection['method']]} on meta-training "
              "tasks, validation ASR / distortion at the last step (step size):", "",

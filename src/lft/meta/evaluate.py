@@ -59,7 +59,10 @@ class Curve:
 
 def sparse_steps(steps: int, every: int = 5, dense: int = 10) -> list[int]:
     """Steps ``0..dense``, every ``every``-th step and the last one: where to record metrics
-    cheaply (``evaluate(..., record=sparse_steps(200))`` records 50 of 201 steps)."""
+    cheaply (``evaluate(..., record=sparse_steps(200))`` records 49 of 201 steps)."""
+    steps = validation.integer("steps", steps, 0, where="sparse_steps")
+    every = validation.integer("every", every, 1, where="sparse_steps")
+    dense = validation.integer("dense", dense, 0, where="sparse_steps")
     return sorted({*range(min(dense, steps) + 1), *range(0, steps + 1, every), steps})
 
 
