@@ -83,3 +83,15 @@ def test_readme_links_every_docs_page_and_example():
     for example in ("fine_tune_your_model", "meta_train_your_task_family",
                     "attack_your_classifier"):
         assert f"examples/{example}.py" in section
+
+
+def test_api_reference_is_current():
+    """docs/api.md is exactly what docs/build_api.py writes from today's docstrings."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "docs" / "build_api.py"), "--check"],
+                       capture_output=True, text=True, cwd=root, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
