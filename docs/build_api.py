@@ -39,6 +39,14 @@ def stable_repr(value) -> str:
     """``repr`` without memory addresses (a function default is shown by its name)."""
     if inspect.isfunction(value) or inspect.isclass(value):
         return value.__name__
+    if isinstance(value, Path):  # a path inside the package: shown relative to ``lft``
+        import lft
+
+        root = Path(lft.__file__).resolve().parent
+        try:
+            return f"<lft package>/{value.resolve().relative_to(root).as_posix()}"
+        except ValueError:
+            return "<path>"
     return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
 
 
