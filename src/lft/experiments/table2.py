@@ -117,16 +117,17 @@ def cells(records: list[dict]) -> dict[tuple[str, str, str], dict[str, torch.Ten
         for test, curves in r["tests"].items():
             out[(r["train_source"], r["name"], test)] = {k: torch.tensor(v)
                                                           for k, v in curves.items()}
-        if all(s in r["tests"] for s in SOURCES):
-            out[(r["train_source"], r["name"], "mnist+cifar10")] = {
-                k: torch.cat([out[(r["train_source"], r["name"], s)][k] for s in SOURCES])
-                for k in r["tests"][SOURCES[0]]}
-    # hand-designed rules are tuned and run per source; their mix column pools the two
-    for name in ("sgd", "adam"):
-        if all(("none", name, s) in out for s in SOURCES):
-            out[("none", name, "mnist+cifar10")] = {
-                k: torch.cat([out[("none", name, s)][k] for s in SOURCES])
-                for k in out[("none", name, SOURCES[0])]}
+    return pool_mix(out)
+
+
+def pool_mix(table: dict) -> dict:
+    """Add the mix column: every fine-tuner tested on each single source, those tasks pooled."""
+    out = dict(table)
+    for train, name in {(tr, m) for tr, m, _ in table}:
+        if all((train, name, s) in table for s in SOURCES):
+            first = table[(train, name, SOURCES[0])]
+            out[(train, name, "mnist+cifar10")] = {
+                k: torch.cat([table[(train, name, s)][k] for s in SOURCES]) for k in first}
     return out
 
 
@@ -254,6 +255,7 @@ def report(out: str | Path) -> str:
         *cell, metric = key.split("/")
         train, name, test = cell[0], cell[1], "/".join(cell[2:])
         table.setdefault((train, name, test), {})[metric] = v
+    table = pool_mix(table)
     text = write_table(out / "table2.md", table, doc["config"]["outcomes"], doc["profile"],
                        doc["wall_time_s"], doc["machine"])
     plot(out / "figure3.png", table)
@@ -303,7 +305,7 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     doc = results_document(ARTEFACT, profile, seed, started, wall, config, rows)
     write_json(out / "results.json", doc)
     save_file({f"{tr}/{m}/{te}/{k}": v.contiguous() for (tr, m, te), cs in table.items()
-               for k, v in cs.items()},
+               if te in SOURCES for k, v in cs.items()},  # the mix column is derived
               str(out / "curves.safetensors"),
               metadata={"layout": "[task, step] test metric; key train/method/test/metric"})
     report(out)
