@@ -36,3 +36,15 @@ def data_dir():
     if not (SHARED_DATA / "mnist").is_dir() or not (SHARED_DATA / "cifar10").is_dir():
         pytest.skip("needs ../shared/data (MNIST and CIFAR-10)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def victims(tmp_path_factory):
+    """Quick LeNet-5 victims (seconds each), trained once per test session."""
+    if not (SHARED_DATA / "mnist").is_dir() or not (SHARED_DATA / "cifar10").is_dir():
+        pytest.skip("needs ../shared/data (MNIST and CIFAR-10)")
+    from lft.attacks import load_victim
+
+    folder = tmp_path_factory.getbasetemp() / "quick-victims"
+    return {s: load_victim(s, str(SHARED_DATA), quick=True, folder=folder)
+            for s in ("mnist", "cifar10")}

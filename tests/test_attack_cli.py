@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 
 from lft import checkpoint
-from lft.attacks import load_victim
 from lft.cli import main
 from lft.meta import MetaTrainer, Method, TrainConfig, preset
 from lft.tasks import UAPFamily
@@ -20,12 +19,6 @@ pytestmark = pytest.mark.skipif(
     not (SHARED / "mnist").is_dir() or not (SHARED / "cifar10").is_dir(),
     reason=f"no offline data copies at {SHARED}")
 
-
-@pytest.fixture(scope="session")
-def victims(tmp_path_factory):
-    """Quick LeNet-5 victims, shared with test_uap.py's fixture through the session folder."""
-    folder = tmp_path_factory.getbasetemp() / "quick-victims"
-    return {s: load_victim(s, str(SHARED), quick=True, folder=folder) for s in ("mnist", "cifar10")}
 
 
 def write_folder(root: Path, images: np.ndarray, labels: np.ndarray, names: dict) -> Path:

@@ -133,10 +133,10 @@ CLI_CASES = {
     "victims-show-missing": (["victims", "show", "{in}/none"], "no victim file"),
     "victims-train-no-data": (["victims", "train", "mnist", "--data-dir", "{in}/nodata",
                                "--out", "{work}/v.safetensors"], "lft data download mnist"),
-    "victims-zero-epochs": (["victims", "train", "mnist", "--epochs", "0"], "must be a finite"),
+    "victims-zero-epochs": (["victims", "train", "mnist", "--epochs", "0"], "must be positive"),
     # the attack: shapes, NaN, labels, a fine-tuner of another kind
     "attack-no-rule": (ATTACK, "choose how to fine-tune"),
-    "attack-zero-steps": (ATTACK + ["--rule", "adam", "--steps", "0"], "must be a finite"),
+    "attack-zero-steps": (ATTACK + ["--rule", "adam", "--steps", "0"], "must be positive"),
     "attack-mixed-shapes": (ATTACK[:4] + ["{in}/mixed"] + ATTACK[5:] + ["--rule", "adam"],
                             "mixed shapes"),
     "attack-eval-shape": (ATTACK + ["--rule", "adam", "--eval-dir", "{in}/imgs5"],

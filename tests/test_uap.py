@@ -21,12 +21,6 @@ needs_data = pytest.mark.skipif(
     reason=f"no offline data copies at {SHARED}")
 
 
-@pytest.fixture(scope="session")
-def victims(tmp_path_factory):
-    """Quick LeNet-5 victims (seconds each), trained once per test session."""
-    folder = tmp_path_factory.getbasetemp() / "quick-victims"
-    return {s: load_victim(s, str(SHARED), quick=True, folder=folder) for s in ("mnist", "cifar10")}
-
 
 def linear_victim(weight: torch.Tensor):
     """A victim whose logits are ``flatten(x) @ weight`` (for hand computations)."""

@@ -38,13 +38,14 @@ class Parser(argparse.ArgumentParser):
 
 
 def _positive(kind):
+    """argparse type: a finite number > 0 (NaN and inf are refused too)."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
         return value
     return parse
 

@@ -15,21 +15,9 @@ from pathlib import Path
 import torch
 
 from lft.attacks.victims import SOURCES
+from lft.cli import _positive
 
 RULES = ("adam", "signsgd", "sgd")
-
-
-def _positive(kind):
-    """argparse type: a finite number > 0 (NaN and inf are refused too)."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
-        return value
-    return parse
 
 
 def _non_negative(text: str) -> float:
