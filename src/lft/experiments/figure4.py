@@ -8,7 +8,6 @@ all of them on the same held-out test tasks, and writes ``results.json``, ``tabl
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from pathlib import Path
@@ -16,7 +15,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from lft.experiments.results import curve_rows, machine, results_document, utc_now, write_json
+from lft.experiments.results import (
+    curve_rows,
+    machine,
+    resolve_profile,
+    results_document,
+    utc_now,
+    write_json,
+)
 from lft.experiments.runner import job_key, run_jobs
 from lft.meta.evaluate import Curve
 from lft.meta.learners import preset
@@ -166,10 +172,7 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
               workers: int | None = None, progress: bool = True,
               profile_overrides: dict | None = None) -> dict:
     """Run the whole artefact; returns the ``results.json`` document."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose from {sorted(PROFILES)}")
-    prof = copy.deepcopy(PROFILES[profile])
-    prof.update(profile_overrides or {})
+    prof = resolve_profile(PROFILES, profile, profile_overrides)
     out = Path(out or f"results/{ARTEFACT}")
     out.mkdir(parents=True, exist_ok=True)
     started, t0 = utc_now(), time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import json
 import math
@@ -32,6 +33,15 @@ def machine() -> str:
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"{os.cpu_count()} CPU cores ({platform.machine()}), {dev}, "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+
+def resolve_profile(profiles: dict[str, dict], name: str, overrides: dict | None = None) -> dict:
+    """A deep copy of the named profile with ``overrides`` applied; unknown names raise."""
+    if name not in profiles:
+        raise ValueError(f"unknown profile {name!r}; choose from {sorted(profiles)}")
+    prof = copy.deepcopy(profiles[name])
+    prof.update(overrides or {})
+    return prof
 
 
 def utc_now() -> str:

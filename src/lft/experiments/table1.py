@@ -27,7 +27,6 @@ every ``every``-th step (the profile's ``record``); the steps to 75% ASR are exa
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from pathlib import Path
@@ -35,7 +34,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from lft.experiments.results import curve_rows, results_document, utc_now, write_json
+from lft.experiments.results import (
+    curve_rows,
+    resolve_profile,
+    results_document,
+    utc_now,
+    write_json,
+)
 from lft.meta.evaluate import Curve, sparse_steps
 from lft.meta.learners import preset
 
@@ -292,10 +297,7 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     from lft.experiments.table1_jobs import Workers, job_key
     from lft.tasks import build_family
 
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose from {sorted(PROFILES)}")
-    prof = copy.deepcopy(PROFILES[profile])
-    prof.update(profile_overrides or {})
+    prof = resolve_profile(PROFILES, profile, profile_overrides)
     out = Path(out or f"results/{ARTEFACT}")
     started, t0 = utc_now(), time.perf_counter()
     victims = {}  # fail fast on missing data; train missing victims once, up front

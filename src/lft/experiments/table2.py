@@ -11,7 +11,6 @@ mixture. It writes ``results.json``, ``table2.md`` (paper numbers beside ours), 
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from pathlib import Path
@@ -19,7 +18,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from lft.experiments.results import curve_rows, machine, results_document, utc_now, write_json
+from lft.experiments.results import (
+    curve_rows,
+    machine,
+    resolve_profile,
+    results_document,
+    utc_now,
+    write_json,
+)
 from lft.experiments.runner import run_jobs
 from lft.meta.evaluate import Curve
 from lft.meta.learners import preset
@@ -266,10 +272,7 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
               workers: int | None = None, progress: bool = True, data_dir: str | None = None,
               profile_overrides: dict | None = None) -> dict:
     """Run the whole artefact; returns the ``results.json`` document."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose from {sorted(PROFILES)}")
-    prof = copy.deepcopy(PROFILES[profile])
-    prof.update(profile_overrides or {})
+    prof = resolve_profile(PROFILES, profile, profile_overrides)
     from lft.data import load_source
 
     for source in SOURCES:  # fail fast, with the data layer's message, before any work
