@@ -133,6 +133,17 @@ def test_lambda_selection_maximises_asr_within_the_distortion_budget():
         select_lambda(TUNED, {"method": "sgd", "max_distortion": 0.15})
 
 
+def test_lambda_selection_by_target_asr_takes_the_least_distortion_reaching_it():
+    lam, sel = select_lambda(TUNED, {"method": "adam", "min_asr": 0.9})
+    # 0.01 is the largest lambda with ASR >= 0.9 on both sources (0.03 has 0.80 on MNIST)
+    assert lam == 0.01 and sel["reaching"] == [0.003, 0.01] and "90%" in sel["criterion"]
+    assert select_lambda(TUNED, {"method": "adam", "min_asr": 0.5})[0] == 0.1
+    lam, sel = select_lambda(TUNED, {"method": "adam", "min_asr": 0.999})
+    assert lam == 0.003 and sel["reaching"] == []  # none reaches it: the smallest lambda
+    with pytest.raises(ValueError, match="exactly one of"):
+        select_lambda(TUNED, {"method": "adam", "min_asr": 0.9, "max_distortion": 0.1})
+
+
 def test_makespan_deals_longest_first():
     jobs = [{"estimate_s": s} for s in (3, 5, 3, 4, 3)]
     # each worker first sets up both sources; then longest first to the least loaded:
