@@ -13,6 +13,7 @@ import lft.rules.lstm_cell as lstm_cell
 import lft.rules.lstm_inference as lstm_inference
 from lft.models import FlatModel, mlp
 from lft.rules import build
+from lft.rules.features import feature_state
 from lft.rules.lstm_cell import LSTMLayerStep
 
 LSTM = {"type": "lstm", "hidden": 5, "layers": 2, "bias": True,
@@ -26,11 +27,15 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(lstm_inference, "BLOCK", 7)
 
 
-def test_blocked_inference_step_equals_the_autograd_step(small_blocks):
+@pytest.mark.parametrize("roles_shape,bias", [((20,), True), ((3, 20), True), ((20,), False)])
+def test_blocked_inference_step_equals_the_autograd_step(small_blocks, roles_shape, bias):
+    """Roles shared by the tasks (broadcast one-hot) or per task, runs longer and shorter than
+    a block: the role one-hot folded into per-run gate biases changes nothing."""
     torch.manual_seed(0)
-    rule = build(LSTM).double()
+    rule = build({**LSTM, "bias": bias}).double()
     theta = torch.randn(3, 20, dtype=torch.float64)
-    roles = torch.randint(0, 6, (20,))
+    roles = torch.randint(0, 6, roles_shape)
+    roles.view(-1)[:9] = 2  # one run longer than a block
     s_fast, s_graph = rule.init(theta, roles), rule.init(theta, roles)
     for k in range(3):
         g = torch.randn(3, 20, dtype=torch.float64) * 10.0 ** -k
@@ -41,6 +46,16 @@ def test_blocked_inference_step_equals_the_autograd_step(small_blocks):
         assert torch.allclose(d_fast, d_graph, rtol=1e-12, atol=1e-14)
         for a, b in zip(s_fast, s_graph):
             assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_role_runs_cover_every_coordinate_in_order():
+    roles = torch.tensor([0, 0, 0, 1, 4, 4, 5])
+    one_hot = feature_state(("role",), torch.zeros(2, 7), roles)[-1]  # broadcast over 2 tasks
+    runs = lstm_inference.role_runs(one_hot)
+    assert runs == [(0, 3, 0), (3, 4, 1), (4, 6, 4), (6, 7, 5),
+                    (7, 10, 0), (10, 11, 1), (11, 13, 4), (13, 14, 5)]
+    flat = one_hot.reshape(6, -1).argmax(0)
+    assert all((flat[a:b] == r).all() for a, b, r in runs)
 
 
 @pytest.mark.parametrize("bias", [False, True])

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from lft.rules.base import State, UpdateRule
-from lft.rules.features import feature_rows, feature_state, feature_width
+from lft.rules.features import N_ROLES, feature_rows, feature_state, feature_width
 from lft.rules.lstm_cell import LSTMLayerStep, lstm_layer_reference, transforms_active
-from lft.rules.lstm_inference import lstm_step_blocks
+from lft.rules.lstm_inference import lstm_step_blocks, role_runs
 
 
 class CoordinateLSTM(UpdateRule):
@@ -100,11 +100,19 @@ class CoordinateLSTM(UpdateRule):
         if not plain and not self._needs_graph(rows, state[:n_hc]):
             with torch.no_grad():
                 n = grad.numel()
+                weights = [self._gate_weight(cell) for cell in self.cells]
+                roles = None
+                if "role" in self.features:  # the one-hot folded into per-run gate biases
+                    k = next(i for i, r in enumerate(rows) if r is fstate[-1])
+                    col = sum(r.shape[0] for r in rows[:k])
+                    w0, b0 = weights[0]
+                    roles = (self._role_runs(rows[k]), w0[:, col:col + N_ROLES])
+                    weights[0] = (torch.cat([w0[:, :col], w0[:, col + N_ROLES:]], 1), b0)
+                    rows = rows[:k] + rows[k + 1:]
                 out, new_hc = lstm_step_blocks(
-                    [self._gate_weight(cell) for cell in self.cells],
-                    (self.head.weight, self.head.bias),
+                    weights, (self.head.weight, self.head.bias),
                     [r.reshape(r.shape[0], n) for r in rows],
-                    [s.reshape(hid, n) for s in state[:n_hc]], hid)
+                    [s.reshape(hid, n) for s in state[:n_hc]], hid, roles=roles)
                 if self.bounded:  # the fresh output squashed and scaled in place
                     out.tanh_()
                 out = out.mul_(self.output_scale).reshape(shape)
@@ -124,6 +132,20 @@ class CoordinateLSTM(UpdateRule):
         w, b = self.head.weight, self.head.bias
         out = torch.mm(w, h) if b is None else torch.addmm(b.unsqueeze(1), w, h)
         return self._output(out.reshape(shape)), tuple(new_hc) + tuple(fstate)
+
+    def _role_runs(self, one_hot: torch.Tensor) -> list[tuple[int, int, int]]:
+        """:func:`role_runs` of the state's role one-hot, memoised per one-hot tensor (it is
+        made once per fine-tuning run and never changed in place; the memo holds the tensor,
+        so its storage cannot be reused by another while the entry lives)."""
+        memo = self.__dict__.setdefault("_runs_memo", [])
+        key = (one_hot.data_ptr(), tuple(one_hot.shape), tuple(one_hot.stride()))
+        for k, _, runs in memo:
+            if k == key:
+                return runs
+        runs = role_runs(one_hot)
+        memo.insert(0, (key, one_hot, runs))
+        del memo[4:]
+        return runs
 
     def _needs_graph(self, rows: list[torch.Tensor], hc: tuple) -> bool:
         """Whether this step must be recorded by autograd (else the blocked kernel runs)."""

@@ -18,10 +18,43 @@ import torch
 BLOCK = 4096
 
 
+def role_runs(one_hot: torch.Tensor) -> list[tuple[int, int, int]]:
+    """The runs ``(start, stop, role)`` of constant role over the flattened coordinates of a
+    role one-hot ``(n_roles, *shape)`` (the ``role`` feature's state, an expanded view).
+
+    Parameters of one role are contiguous in a flat model, so a model has a handful of runs
+    (six for an MLP) repeated once per task of a batch; computed from the one-hot's compact
+    base (the task axes broadcast with stride 0), not from its ``n_roles x N`` expansion.
+    """
+    lead = 0  # leading (task) axes broadcast with stride 0
+    while lead < one_hot.dim() - 1 and one_hot.stride(lead + 1) == 0:
+        lead += 1
+    base = one_hot[(slice(None),) + (0,) * lead]
+    roles = base.argmax(0).reshape(-1)
+    n = roles.numel()
+    if n == 0:
+        return []
+    cut = (torch.nonzero(roles[1:] != roles[:-1]).reshape(-1) + 1).tolist()
+    starts, stops = [0] + cut, cut + [n]
+    ids = roles[starts].tolist()
+    reps = one_hot[0].numel() // n
+    return [(k * n + a, k * n + b, r) for k in range(reps) for a, b, r in zip(starts, stops, ids)]
+
+
+def _block_bounds(n: int, block: int, runs: list[tuple[int, int, int]] | None):
+    """``(start, stop, role)`` of each block: at most ``block`` wide, inside one run."""
+    if not runs:
+        return [(a, min(a + block, n), None) for a in range(0, n, block)]
+    return [(a, min(a + block, stop), r) for start, stop, r in runs
+            for a in range(start, stop, block)]
+
+
 def lstm_step_blocks(weights: list[tuple[torch.Tensor, torch.Tensor | None]],
                      head: tuple[torch.Tensor, torch.Tensor | None],
                      rows: list[torch.Tensor], hc: list[torch.Tensor], hidden: int,
-                     block: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                     block: int | None = None,
+                     roles: tuple[list[tuple[int, int, int]], torch.Tensor] | None = None,
+                     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """One step of a stacked LSTM over ``N`` coordinates, without autograd.
 
     Args:
@@ -30,6 +63,10 @@ def lstm_step_blocks(weights: list[tuple[torch.Tensor, torch.Tensor | None]],
         head: the head's weight ``(1, hidden)`` and bias ``(1,)`` or ``None``.
         rows: the input channels as ``(k_i, N)`` tensors, in weight-column order.
         hc: ``[h_0, c_0, h_1, c_1, ...]``, each ``(hidden, N)``.
+        roles: ``(runs, role_weight)`` when a one-hot role input is folded out of ``rows``:
+            :func:`role_runs`'s runs and the first layer's role columns ``(4 hidden,
+            n_roles)`` (removed from ``weights[0]``). Within a run the one-hot is constant, so
+            its product is a per-run gate bias: fewer input rows to copy and multiply.
 
     Returns ``(out, new_hc)``: the head's output ``(1, N)`` (before any squashing) and the new
     ``h``/``c`` of each layer, ``(hidden, N)``.
@@ -40,15 +77,23 @@ def lstm_step_blocks(weights: list[tuple[torch.Tensor, torch.Tensor | None]],
     if ref.device.type != "cpu":  # one block: launches, not caches, bound a GPU step
         block = max(n, 1)
     opts = {"dtype": ref.dtype, "device": ref.device}
+    bounds = _block_bounds(n, block, roles[0] if roles else None)
+    role_bias = {}
+    if roles:  # one first-layer gate bias per role present
+        w0, b0 = weights[0]
+        for r in {r for _, _, r in bounds}:
+            col = roles[1][:, r:r + 1]
+            role_bias[r] = col if b0 is None else b0 + col
     # one allocation for every new h and c: fewer, larger blocks that the C allocator keeps
     # mapped between steps (separate ones were returned to the OS and page-faulted back in)
     new_hc = list(torch.empty(len(hc), hidden, n, **opts).unbind(0))
     out = torch.empty(1, n, **opts)
     # every per-block view made up front (one split per tensor, not a slice per block)
-    rows_b = [r.split(block, dim=1) for r in rows]
-    hc_b = [t.split(block, dim=1) for t in hc]
-    new_b = [t.split(block, dim=1) for t in new_hc]
-    out_b = out.split(block, dim=1)
+    widths = [b - a for a, b, _ in bounds]
+    rows_b = [r.split(widths, dim=1) for r in rows]
+    hc_b = [t.split(widths, dim=1) for t in hc]
+    new_b = [t.split(widths, dim=1) for t in new_hc]
+    out_b = out.split(widths, dim=1)
     hw, hb = head
     hb = None if hb is None else hb.unsqueeze(1)
     bufs = {}
@@ -62,6 +107,8 @@ def lstm_step_blocks(weights: list[tuple[torch.Tensor, torch.Tensor | None]],
         xbuf, gates, (sig, cand), (i_g, f_g, o_g), t = bufs[m]
         inputs = [r[j] for r in rows_b]
         for i, (w, b) in enumerate(weights):
+            if i == 0 and roles:
+                b = role_bias[bounds[j][2]]
             x = xbuf[i]
             torch.cat(inputs + [hc_b[2 * i][j]], dim=0, out=x)
             if b is None:
