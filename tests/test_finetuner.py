@@ -234,3 +234,14 @@ def test_lft_evaluate_reproduces_the_reported_figure4_row(capsys):
     """``lft evaluate sine-fo-lft`` re-measures README's FO-LFT row (500 tasks, ~10 s)."""
     assert main(["evaluate", "sine-fo-lft", "--quiet"]) == 0
     assert "reproduced: 21 of 21 steps within the reported 95% CI" in capsys.readouterr().out
+
+
+def test_evaluate_on_a_named_uap_task_keeps_the_checkpoint_loss_settings():
+    """``lft evaluate UAP-CKPT --task uap-mnist`` tests on the lambda it was meta-trained on."""
+    from lft.cli import _uap_settings
+    from lft.tasks import family_config
+
+    mix = family_config("uap-mnist+cifar10", lam=0.003, queries=7)
+    assert _uap_settings(mix) == {"lam": 0.003, "queries": 7}
+    assert family_config("uap-mnist", **_uap_settings(mix))["lam"] == 0.003
+    assert _uap_settings(family_config("mnist+cifar10")) == {}

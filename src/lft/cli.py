@@ -274,6 +274,17 @@ def _with_data_dir(config: dict, data_dir: str) -> dict:
     return out
 
 
+def _uap_settings(config: dict) -> dict:
+    """The UAP loss settings (``lam``, ``queries``) of a checkpoint's family, mixtures
+    included, so that ``--task uap-...`` tests a UAP fine-tuner on the loss it was trained on."""
+    if config.get("task") == "uap":
+        return {k: config[k] for k in ("lam", "queries") if k in config}
+    for sub in config.get("families", []):
+        if found := _uap_settings(sub):
+            return found
+    return {}
+
+
 def cmd_evaluate(a) -> int:
     from lft import checkpoint, pretrained
     from lft.experiments.results import curve_rows, write_json
@@ -285,8 +296,11 @@ def cmd_evaluate(a) -> int:
     if a.task or a.data_dir:
         from lft.tasks import build_family, family_config
 
-        config = family_config(a.task, a.data_dir) if a.task else _with_data_dir(
-            family.config(), a.data_dir)
+        if a.task:
+            uap = _uap_settings(family.config()) if a.task.startswith("uap-") else {}
+            config = family_config(a.task, a.data_dir, **uap)
+        else:
+            config = _with_data_dir(family.config(), a.data_dir)
         family = build_family(config)
     curves = evaluate(method, family, n_tasks=a.tasks, steps=a.steps, seed=a.seed,
                       progress=not a.quiet, chunk=a.chunk or 250)
