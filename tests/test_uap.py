@@ -280,3 +280,21 @@ def test_reproduce_table1_tiny(tmp_path):
     assert "Lambda selection" in table and f"{lam:g} (chosen)" in table
     for name in ("figure2.png", "figureA1.png", "figure_tradeoff.png", "perturbations.png"):
         assert (tmp_path / name).stat().st_size > 5_000
+
+    # more rows at the run's settings: ZO-LFT on the same test tasks, in a folder of its own
+    from lft.experiments import table1_extra
+
+    extra = table1_extra.run(tmp_path, tmp_path / "zo", "lft", "zo", ["mnist+cifar10"],
+                             iterations=1, test_tasks=2, q=2, workers=1, progress=False)
+    zo = [r for r in extra["rows"] if r["metric"] == "asr" and r["step"] == 3]
+    assert {(r["method"], r["oracle"], r["train_source"]) for r in zo} == {
+        ("lft", "zo", "mnist+cifar10")}
+    assert {r["test_source"]: r["n"] for r in zo} == {"mnist": 2, "cifar10": 2,
+                                                       "mnist+cifar10": 4}
+    job = extra["config"]["jobs"][0]
+    assert job["method"]["oracle"]["q"] == 2 and extra["config"]["lambda"] == lam
+    md = (tmp_path / "zo" / "table1_extra.md").read_text()
+    assert "ZO-LFT" in md and "FO-LFT (base run)" in md
+    assert (tmp_path / "zo" / "checkpoints").is_dir()
+    with pytest.raises(FileNotFoundError, match="finished"):
+        table1_extra.run(tmp_path / "nothing", tmp_path / "zo2")

@@ -1,0 +1,165 @@
+"""More learned methods at a finished Table 1 run's settings, in a folder of their own.
+
+``python -m lft.experiments.table1_extra RESULTS_DIR --method lft --oracle zo --train
+mnist+cifar10 --out results/table1-zo [--iterations N] [--test-tasks N] [--q Q]`` reads
+``RESULTS_DIR/results.json`` (a ``lft reproduce table1`` run), and meta-trains and tests the
+requested method with everything else as that run had it: the profile, the chosen lambda, the
+victims, the held-out test tasks (same seed, so the same tasks and random starts as the table's
+rows), the recorded steps and the 75%-ASR threshold. The ZO rows of Table 1 cost several times
+the FO ones (``q`` antithetic pairs of victim evaluations per step), so they are run this way,
+on request, rather than in the paper profile.
+
+It writes ``results.json`` (the shared schema; ``config.base`` names the run it extends),
+``table1_extra.md`` (the new rows beside the base run's rows of the same training source), the
+checkpoints and the meta-training logs. No lambda sweep is run (``--sweep`` to add it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from lft.experiments.results import results_document, utc_now, write_json
+from lft.experiments.table1 import ARTEFACT, TESTS, cells, make_jobs, schema_rows, tuned_lrs
+from lft.experiments.table1_jobs import Workers
+from lft.experiments.table1_report import TITLES
+
+METHODS = ("lft", "l2o")
+ORACLES = ("fo", "zo")
+
+
+def extra_jobs(base: dict, out: Path, method: str, oracle: str, train: list[str],
+               iterations: int | None = None, test_tasks: int | None = None,
+               q: int | None = None, sweep: bool = False) -> tuple[dict, list[dict]]:
+    """The profile (with the overrides) and the jobs of ``method``/``oracle`` meta-trained on
+    each source of ``train``, at the lambda of the base run ``base`` (its results.json)."""
+    cfg = base["config"]
+    prof = json.loads(json.dumps(cfg["profile"]))
+    prof["oracles"] = [oracle]
+    if iterations is not None:
+        prof["iterations"][method] = iterations
+    if test_tasks is not None:
+        prof["test_tasks"] = test_tasks
+    jobs = make_jobs(prof, out, base["seed"], cfg["data_dir"], cfg["lambda"],
+                     tuned_lrs(cfg["tuning"]))
+    jobs = [j for j in jobs if j["kind"] == "learned" and j["name"] == method
+            and j["oracle"] == oracle and j["train_source"] in train]
+    for j in jobs:
+        if q is not None and oracle == "zo":
+            j["method"]["oracle"]["q"] = q
+        if not sweep:
+            j["sweep"] = {}
+    return prof, jobs
+
+
+def _cell(rows: list[dict], key: tuple, test: str, k: int) -> str:
+    """``ASR ± CI / distortion / steps (hits)`` of one row set at step ``k``."""
+    def find(metric, step):
+        return next((r for r in rows if (r["method"], r["oracle"], r["train_source"]) == key
+                     and r["test_source"] == test and r["metric"] == metric
+                     and r["step"] == step and r["mean"] is not None), None)
+
+    asr, dist, hit = find("asr", k), find("distortion", k), find("steps_to_asr75", None)
+    if asr is None:
+        return "—"
+    steps = "N/A" if hit is None or hit["mean"] is None else f"{hit['mean']:.0f}"
+    return (f"{100 * asr['mean']:.0f} ± {100 * asr['ci95']:.0f}% / {dist['mean']:.3f} / "
+            f"{steps}")
+
+
+def write_table(path: Path, rows: list[dict], base_rows: list[dict], jobs: list[dict],
+                records: list[dict], prof: dict, lam: float, wall: float, base_dir: str) -> None:
+    """The new rows beside the base run's rows of the same training sources."""
+    k = prof["steps"]
+    lines = [f"# Table 1, more rows (lambda = {lam:g}, the base run's; {base_dir})", "",
+             f"Each cell: ASR ± 95% CI / distortion ||delta||_2/sqrt(d) / mean steps to 75% "
+             f"ASR, after {k} steps, on the base run's held-out test tasks "
+             f"({prof['test_tasks']} per source; the mix pools them).", "",
+             "| meta-train on | method | " + " | ".join(f"test: {TITLES[t]}" for t in TESTS)
+             + " |", "|---|---|" + "---|" * len(TESTS)]
+    for j in jobs:
+        for src, label, pool in (("new", f"{j['oracle'].upper()}-{j['name'].upper()}", rows),
+                                 ("base", f"FO-{j['name'].upper()} (base run)", base_rows)):
+            key = (j["name"], j["oracle"] if src == "new" else "fo", j["train_source"])
+            lines.append(f"| {TITLES[j['train_source']]} | {label} | "
+                         + " | ".join(_cell(pool, key, t, k) for t in TESTS) + " |")
+    lines += [""]
+    for r, j in zip(records, jobs):
+        s = r["train_stats"]
+        lines.append(f"{j['label']}: {s['iterations']} meta-iterations in "
+                     f"{s['wall_time_s'] / 60:.1f} min, oracle {json.dumps(j['method']['oracle'])}")
+    lines += ["", f"Wall time: {wall / 60:.1f} min."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run(base_dir: str | Path, out: str | Path, method: str = "lft", oracle: str = "zo",
+        train: list[str] | None = None, iterations: int | None = None,
+        test_tasks: int | None = None, q: int | None = None, sweep: bool = False,
+        workers: int = 2, progress: bool = True) -> dict:
+    """Run the extra rows and write their outputs to ``out``; returns the results document."""
+    base_path = Path(base_dir) / "results.json"
+    if not base_path.is_file():
+        raise FileNotFoundError(f"{base_path} not found: pass the folder of a finished "
+                                "`lft reproduce table1` run")
+    base = json.loads(base_path.read_text())
+    if base.get("artefact") != ARTEFACT:
+        raise ValueError(f"{base_path} is a {base.get('artefact')!r} run, not {ARTEFACT!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started, t0 = utc_now(), time.perf_counter()
+    prof, jobs = extra_jobs(base, out, method, oracle, train or ["mnist+cifar10"], iterations,
+                            test_tasks, q, sweep)
+    if not jobs:
+        raise ValueError(f"no {oracle.upper()}-{method.upper()} job for training sources {train}")
+    with Workers(min(workers, len(jobs))) as pool:
+        records = pool.run(jobs, progress, f"{oracle.upper()}-{method.upper()} jobs")
+    table = cells(records, jobs)
+    rows = [r for r in schema_rows(table, prof) if r["method"] == method]
+    wall = time.perf_counter() - t0
+    config = {"base": {"results": str(base_path), "git_commit": base.get("git_commit")},
+              "profile": prof, "lambda": base["config"]["lambda"],
+              "data_dir": base["config"]["data_dir"], "workers": workers,
+              "jobs": [{k: v for k, v in j.items() if k not in ("out", "sweep")} for j in jobs],
+              "outcomes": [{k: v for k, v in r.items() if k not in ("tests", "sweep")}
+                           for r in records]}
+    doc = results_document(ARTEFACT, base["profile"], base["seed"], started, wall, config, rows)
+    write_json(out / "results.json", doc)
+    write_table(out / "table1_extra.md", rows, base["rows"], jobs, records, prof,
+                base["config"]["lambda"], wall, str(base_dir))
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lft.experiments.table1_extra",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("base", help="folder of a finished `lft reproduce table1` run")
+    p.add_argument("--out", required=True)
+    p.add_argument("--method", choices=METHODS, default="lft")
+    p.add_argument("--oracle", choices=ORACLES, default="zo")
+    p.add_argument("--train", nargs="+", choices=("mnist", "mnist+cifar10"),
+                   default=["mnist+cifar10"])
+    p.add_argument("--iterations", type=int, default=None)
+    p.add_argument("--test-tasks", type=int, default=None)
+    p.add_argument("--q", type=int, default=None, help="ZO directions per step")
+    p.add_argument("--sweep", action="store_true", help="also test at the other lambdas")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        run(a.base, a.out, a.method, a.oracle, a.train, a.iterations, a.test_tasks, a.q,
+            a.sweep, a.workers, not a.quiet)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"table1_extra: error: {e}", file=sys.stderr)
+        return 2
+    print((Path(a.out) / "table1_extra.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["extra_jobs", "main", "run", "write_table"]
