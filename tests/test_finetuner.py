@@ -245,3 +245,31 @@ def test_evaluate_on_a_named_uap_task_keeps_the_checkpoint_loss_settings():
     assert _uap_settings(mix) == {"lam": 0.003, "queries": 7}
     assert family_config("uap-mnist", **_uap_settings(mix))["lam"] == 0.003
     assert _uap_settings(family_config("mnist+cifar10")) == {}
+
+
+def test_reported_figures_are_read_from_one_lambda_of_a_results_file(tmp_path):
+    """Table 1 rows at the chosen lambda and at the sweep's others share steps: ``note``
+    picks one set; without it the ambiguity is an error, not a silent mix."""
+    import json
+
+    from lft.pretrained.package import reported_from_results
+
+    def row(step, mean, note, metric="asr"):
+        return {"method": "lft", "oracle": "fo", "train_source": "mnist+cifar10",
+                "test_source": "mnist", "metric": metric, "step": step, "mean": mean,
+                "ci95": 0.01, "n": 500, "note": note}
+
+    rows = [row(0, 0.0, "lambda=0.001"), row(200, 0.9, "lambda=0.001"),
+            row(200, 0.5, "lambda=0.01"), row(0, 0.0, "lambda=0.01"),
+            row(200, 0.7, "lambda=0.0010"),
+            row(None, 40.0, "lambda=0.001; 450 of 500 tasks", "steps_to_asr75")]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"artefact": "table1", "profile": "paper", "seed": 0,
+                                "rows": rows}))
+    with pytest.raises(ValueError, match="several"):
+        reported_from_results(path, "lft", "fo", test_source="mnist")
+    got = reported_from_results(path, "lft", "fo", test_source="mnist", note="lambda=0.01")
+    assert got["values"]["asr"] == {"0": [0.0, 0.01], "200": [0.5, 0.01]}
+    got = reported_from_results(path, "lft", "fo", test_source="mnist", note="lambda=0.001")
+    assert got["values"]["asr"]["200"] == [0.9, 0.01] and got["evaluate"]["steps"] == 200
+    assert got["values"]["steps_to_asr75"] == {"None": [40.0, 0.01]}

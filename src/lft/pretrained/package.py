@@ -25,14 +25,21 @@ from lft.pretrained import DIR
 NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 
 
+def _note_matches(row_note: str, note: str) -> bool:
+    return row_note == note or row_note.startswith(note + ";")
+
+
 def reported_from_results(results: str | Path, method: str, oracle: str,
-                          train_source: str | None = None, test_source: str | None = None
-                          ) -> dict:
-    """The rows of a ``results.json`` (shared schema) that belong to one method, per metric."""
+                          train_source: str | None = None, test_source: str | None = None,
+                          note: str | None = None) -> dict:
+    """The rows of a ``results.json`` (shared schema) that belong to one method, per metric;
+    ``note`` keeps only rows whose note is it or begins with it and ``;`` (e.g. Table 1's
+    ``lambda=0.001``)."""
     doc = json.loads(Path(results).read_text())
     rows = [r for r in doc["rows"] if r["method"] == method and r["oracle"] == oracle
             and train_source in (None, r["train_source"])
-            and test_source in (None, r["test_source"])]
+            and test_source in (None, r["test_source"])
+            and (note is None or _note_matches(r.get("note") or "", note))]
     if not rows:
         raise ValueError(f"{results} has no rows for method {method!r} with oracle {oracle!r}")
     values: dict[str, dict[str, list]] = {}
@@ -41,7 +48,8 @@ def reported_from_results(results: str | Path, method: str, oracle: str,
         key = str(r["step"])
         if key in cell:
             raise ValueError(f"{results} has several {method}/{oracle} rows for "
-                             f"{r['metric']} at step {key}: pass --train-source/--test-source")
+                             f"{r['metric']} at step {key}: pass --train-source/--test-source/"
+                             "--note")
         cell[key] = [r["mean"], r["ci95"]]
     steps = max(int(r["step"]) for r in rows if r["step"] is not None)
     return {"artefact": doc["artefact"], "profile": doc["profile"],
@@ -52,7 +60,8 @@ def reported_from_results(results: str | Path, method: str, oracle: str,
 
 def package(source: str | Path, name: str, description: str, command: str,
             results: str | Path | None = None, out_dir: str | Path = DIR,
-            train_source: str | None = None, test_source: str | None = None) -> Path:
+            train_source: str | None = None, test_source: str | None = None,
+            note: str | None = None) -> Path:
     """Write ``out_dir/NAME.safetensors`` from the checkpoint ``source``; returns its path."""
     from lft.finetuner import FineTuner
 
@@ -68,7 +77,7 @@ def package(source: str | Path, name: str, description: str, command: str,
     if results is not None:
         entry["reported"] = reported_from_results(
             results, meta["method"]["name"], meta["method"]["oracle"]["type"],
-            train_source, test_source)
+            train_source, test_source, note)
     extra = {**meta["extra"], "pretrained": entry}
     header = {"format": checkpoint.FORMAT, "version": str(checkpoint.VERSION),
               "method": json.dumps(meta["method"]), "family": json.dumps(meta["family"]),
@@ -98,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--results", default=None, help="the reproduction's results.json")
     a.add_argument("--train-source", default=None)
     a.add_argument("--test-source", default=None)
+    a.add_argument("--note", default=None, help="only rows with this note (or this note "
+                   "then ';'): Table 1's lambda=VALUE, the chosen lambda")
     a.add_argument("--out-dir", default=str(DIR))
     sub.add_parser("list", help="list the packaged fine-tuners")
     args = p.parse_args(argv)
@@ -108,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{n:<24} {d}")
             return 0
         out = package(args.checkpoint, args.name, args.description, args.command,
-                      args.results, args.out_dir, args.train_source, args.test_source)
+                      args.results, args.out_dir, args.train_source, args.test_source,
+                      args.note)
     except (ValueError, FileNotFoundError) as e:
         print(f"lft.pretrained: error: {e}", file=sys.stderr)
         return 2
