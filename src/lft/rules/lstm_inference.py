@@ -41,12 +41,24 @@ def role_runs(one_hot: torch.Tensor) -> list[tuple[int, int, int]]:
     return [(k * n + a, k * n + b, r) for k in range(reps) for a, b, r in zip(starts, stops, ids)]
 
 
-def _block_bounds(n: int, block: int, runs: list[tuple[int, int, int]] | None):
-    """``(start, stop, role)`` of each block: at most ``block`` wide, inside one run."""
-    if not runs:
-        return [(a, min(a + block, n), None) for a in range(0, n, block)]
-    return [(a, min(a + block, stop), r) for start, stop, r in runs
-            for a in range(start, stop, block)]
+def _block_roles(n: int, block: int, runs: list[tuple[int, int, int]]
+                 ) -> list[tuple[int, list[tuple[int, int, int]]]]:
+    """Per block of ``block`` coordinates: the role at its start and the other runs inside it,
+    as ``(start, stop, role)`` relative to the block (blocks stay full-width; a run boundary
+    costs one small addition, not a block of its own)."""
+    out, k = [], 0
+    for a in range(0, n, block):
+        b = min(a + block, n)
+        while runs[k][1] <= a:
+            k += 1
+        first, extra, i = runs[k][2], [], k + 1
+        while i < len(runs) and runs[i][0] < b:
+            s, e, r = runs[i]
+            if r != first:
+                extra.append((s - a, min(e, b) - a, r))
+            i += 1
+        out.append((first, extra))
+    return out
 
 
 def lstm_step_blocks(weights: list[tuple[torch.Tensor, torch.Tensor | None]],
@@ -77,23 +89,25 @@ def lstm_step_blocks(weights: list[tuple[torch.Tensor, torch.Tensor | None]],
     if ref.device.type != "cpu":  # one block: launches, not caches, bound a GPU step
         block = max(n, 1)
     opts = {"dtype": ref.dtype, "device": ref.device}
-    bounds = _block_bounds(n, block, roles[0] if roles else None)
-    role_bias = {}
-    if roles:  # one first-layer gate bias per role present
+    blocks = _block_roles(n, block, roles[0]) if roles else None
+    role_bias, role_step = {}, {}
+    if roles:  # one first-layer gate bias per role present, and the change between two roles
         w0, b0 = weights[0]
-        for r in {r for _, _, r in bounds}:
-            col = roles[1][:, r:r + 1]
-            role_bias[r] = col if b0 is None else b0 + col
+        cols = roles[1]
+        for first, extra in blocks:
+            col = cols[:, first:first + 1]
+            role_bias[first] = col if b0 is None else b0 + col
+            for _, _, r in extra:
+                role_step[first, r] = cols[:, r:r + 1] - col
     # one allocation for every new h and c: fewer, larger blocks that the C allocator keeps
     # mapped between steps (separate ones were returned to the OS and page-faulted back in)
     new_hc = list(torch.empty(len(hc), hidden, n, **opts).unbind(0))
     out = torch.empty(1, n, **opts)
     # every per-block view made up front (one split per tensor, not a slice per block)
-    widths = [b - a for a, b, _ in bounds]
-    rows_b = [r.split(widths, dim=1) for r in rows]
-    hc_b = [t.split(widths, dim=1) for t in hc]
-    new_b = [t.split(widths, dim=1) for t in new_hc]
-    out_b = out.split(widths, dim=1)
+    rows_b = [r.split(block, dim=1) for r in rows]
+    hc_b = [t.split(block, dim=1) for t in hc]
+    new_b = [t.split(block, dim=1) for t in new_hc]
+    out_b = out.split(block, dim=1)
     hw, hb = head
     hb = None if hb is None else hb.unsqueeze(1)
     bufs = {}
@@ -108,13 +122,17 @@ def lstm_step_blocks(weights: list[tuple[torch.Tensor, torch.Tensor | None]],
         inputs = [r[j] for r in rows_b]
         for i, (w, b) in enumerate(weights):
             if i == 0 and roles:
-                b = role_bias[bounds[j][2]]
+                first, extra = blocks[j]
+                b = role_bias[first]
             x = xbuf[i]
             torch.cat(inputs + [hc_b[2 * i][j]], dim=0, out=x)
             if b is None:
                 torch.mm(w, x, out=gates)
             else:
                 torch.addmm(b, w, x, out=gates)
+            if i == 0 and roles:
+                for a, e, r in extra:
+                    gates[:, a:e].add_(role_step[first, r])
             torch.sigmoid(sig, out=sig)
             torch.tanh(cand, out=cand)
             c = new_b[2 * i + 1][j]
