@@ -227,6 +227,13 @@ def test_packaged_files_are_small_lft_checkpoints_with_their_provenance():
         assert entry["command"] == "lft reproduce figure4 --profile paper"
         assert entry["reported"]["evaluate"] == {"tasks": 500, "steps": 20, "seed": 0}
         assert len(entry["reported"]["values"]["mse"]) == 21
+    _, meta = checkpoint.read(lft.pretrained.path("uap-fo-lft"))
+    entry, family = meta["extra"]["pretrained"], meta["family"]
+    assert entry["command"] == "lft reproduce table1 --profile paper"
+    assert entry["reported"]["evaluate"] == {"tasks": 500, "steps": 200, "seed": 0}
+    assert {f["source"] for f in family["families"]} == {"mnist", "cifar10"}
+    asr = entry["reported"]["values"]["asr"]  # Table 1's recorded steps at lambda 0.001
+    assert "200" in asr and 0.5 < asr["200"][0] <= 1.0
 
 
 @pytest.mark.slow
