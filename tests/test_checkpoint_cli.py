@@ -119,3 +119,20 @@ def test_cli_data_check_and_missing_data_error(tmp_path, capsys, monkeypatch):
     if (shared / "mnist").is_dir():
         assert main(["data", "check", "mnist", "--data-dir", str(shared)]) == 0
         assert "60000 images of shape (28, 28, 1)" in capsys.readouterr().out
+
+
+def test_cli_train_bounds_the_learned_step_the_task_wants(tmp_path, data_dir, capsys):
+    """Image classifiers get steps bounded at 0.01 (1.0 breaks the MLP at the first step);
+    --output-scale overrides it, and is refused for a method without a learned rule."""
+    out = tmp_path / "img"
+    assert main(["train", "--task", "mnist", "--data-dir", str(data_dir), "--iterations", "1",
+                 "--meta-batch", "1", "--horizon", "2", "--out", str(out), "--quiet"]) == 0
+    rule = json.loads((out / "config.json").read_text())["method"]["rule"]
+    assert rule["output_scale"] == 0.01
+    out = tmp_path / "sine"
+    assert main(["train", "--iterations", "1", "--meta-batch", "1", "--horizon", "2",
+                 "--output-scale", "0.5", "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "config.json").read_text())["method"]["rule"]["output_scale"] == 0.5
+    assert main(["train", "--method", "maml", "--output-scale", "0.5", "--iterations", "1",
+                 "--out", str(tmp_path / "m"), "--quiet"]) == 2
+    assert "--output-scale" in capsys.readouterr().err

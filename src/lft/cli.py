@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-steps", type=_positive(int), default=None, metavar="N",
                    help="gradient checkpointing: recompute inner steps in segments of N during "
                         "backward (less memory for long untruncated unrolls; default off)")
+    t.add_argument("--output-scale", type=_positive(float), default=None,
+                   help="bound of the learned rule's step per coordinate (default 1; 0.01 for "
+                        "image classification tasks)")
     t.add_argument("--weighting", choices=("uniform", "linear", "final"), default=None)
     t.add_argument("--second-order", action="store_true",
                    help="keep the Hessian term of the meta-gradient (first-order oracle)")
@@ -158,6 +161,7 @@ def cmd_train(a) -> int:
     from lft.meta import TrainConfig, preset
     from lft.meta.distributed import DistributedError, from_env
     from lft.tasks import named_family
+    from lft.tasks.presets import RULE_DEFAULTS
 
     family = named_family(a.task, a.data_dir)
     name = "lft+init" if (a.method == "lft" and a.learn_init) else a.method
@@ -180,6 +184,12 @@ def cmd_train(a) -> int:
     if a.second_order or a.first_order:
         overrides["oracle"] = {"second_order": bool(a.second_order)}
     cfg = preset(name, zo=a.zo, **overrides)
+    if cfg.rule.get("type") == "lstm":  # the step bound the task wants, unless given
+        cfg.rule = {**cfg.rule, **RULE_DEFAULTS.get(a.task, {})}
+        if a.output_scale is not None:
+            cfg.rule["output_scale"] = a.output_scale
+    elif a.output_scale is not None:
+        raise UserError(f"--output-scale bounds a learned rule's steps; {name} has none")
     out = Path(a.out or f"runs/{a.task}-{cfg.label.lower().replace('+', '-plus-')}")
     replicas = None
     try:
