@@ -91,8 +91,16 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     assert main(["evaluate", str(out / "checkpoint.safetensors"), "--tasks", "5", "--steps",
                  "3", "--quiet", "--json", str(tmp_path / "e.json")]) == 0
     text = capsys.readouterr().out
-    assert "FO-LFT on sine" in text and len(json.loads((tmp_path / "e.json").read_text())[
-        "rows"]) == 4
+    doc = json.loads((tmp_path / "e.json").read_text())
+    assert "FO-LFT on sine" in text
+    assert len([r for r in doc["rows"] if r["metric"] == "mse"]) == 4  # steps 0..3
+    # the shared schema: a packaged fine-tuner's reported figures can come from it
+    assert doc["artefact"] == "evaluate" and doc["seed"] == 0 and doc["config"]["tasks"] == 5
+    assert {(r["train_source"], r["test_source"], r["n"]) for r in doc["rows"]} == {
+        ("sine", "sine", 5)}
+    from lft.pretrained.package import reported_from_results
+    rep = reported_from_results(tmp_path / "e.json", "lft", "fo")
+    assert rep["evaluate"] == {"tasks": 5, "steps": 3, "seed": 0} and len(rep["values"]["mse"]) == 4
 
 
 def test_cli_two_stage_lft_plus_init(tmp_path):

@@ -296,13 +296,16 @@ def _uap_settings(config: dict) -> dict:
 
 
 def cmd_evaluate(a) -> int:
+    import time
+
     from lft import checkpoint, pretrained
-    from lft.experiments.results import curve_rows, write_json
+    from lft.experiments.results import curve_rows, results_document, utc_now, write_json
     from lft.meta import evaluate
 
     if a.json and Path(a.json).is_dir():
         raise UserError(f"--json {a.json} is a folder; pass a file name such as rows.json")
     method, family, extra = checkpoint.load(pretrained.resolve(a.checkpoint))
+    method_family_config = family.config()
     if a.task or a.data_dir:
         from lft.tasks import build_family, family_config
 
@@ -312,6 +315,7 @@ def cmd_evaluate(a) -> int:
         else:
             config = _with_data_dir(family.config(), a.data_dir)
         family = build_family(config)
+    started, t0 = utc_now(), time.perf_counter()
     curves = evaluate(method, family, n_tasks=a.tasks, steps=a.steps, seed=a.seed,
                       progress=not a.quiet, chunk=a.chunk or 250)
     c = curves[next(iter(curves))]
@@ -322,11 +326,25 @@ def cmd_evaluate(a) -> int:
         print(f"{k:>5}  {float(mean[k]):>10.4f}  {float(ci[k]):>8.4f}")
     for line in pretrained.comparison(extra, c.metric, mean, ci, a.tasks, a.steps, a.seed):
         print(line)
-    if a.json:
-        rows = curve_rows(c, method.config.name, method.config.oracle_kind, family.name,
-                          family.name)
-        write_json(a.json, {"checkpoint": str(a.checkpoint), "rows": rows})
+    if a.json:  # the shared results.json schema, so `python -m lft.pretrained add` reads it
+        rows = []
+        for metric, curve in curves.items():
+            rows += curve_rows(curve, method.config.name, method.config.oracle_kind,
+                               _source(method_family_config), _source(family.config()))
+        config = {"checkpoint": str(a.checkpoint), "method": method.config.to_dict(),
+                  "family": family.config(), "tasks": a.tasks, "steps": a.steps,
+                  "chunk": a.chunk or 250}
+        write_json(a.json, results_document("evaluate", "evaluate", a.seed, started,
+                                            time.perf_counter() - t0, config, rows))
     return 0
+
+
+def _source(config: dict) -> str:
+    """``mnist``, ``cifar10``, ``mnist+cifar10``, ``sine``...: the image sources of a family
+    configuration (mixtures joined by ``+``), else its task kind."""
+    if config.get("families"):
+        return "+".join(_source(f) for f in config["families"])
+    return config.get("source", config.get("task", "unknown"))
 
 
 def cmd_reproduce(a) -> int:
