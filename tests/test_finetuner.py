@@ -234,6 +234,9 @@ def test_packaged_files_are_small_lft_checkpoints_with_their_provenance():
     assert {f["source"] for f in family["families"]} == {"mnist", "cifar10"}
     asr = entry["reported"]["values"]["asr"]  # Table 1's recorded steps at lambda 0.001
     assert "200" in asr and 0.5 < asr["200"][0] <= 1.0
+    _, meta = checkpoint.read(lft.pretrained.path("uap-zo-lft"))
+    assert meta["method"]["oracle"]["type"] == "zo" and meta["method"]["oracle"]["q"] == 10
+    assert meta["extra"]["pretrained"]["reported"]["evaluate"]["tasks"] == 200
 
 
 @pytest.mark.slow

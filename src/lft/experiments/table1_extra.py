@@ -55,12 +55,17 @@ def extra_jobs(base: dict, out: Path, method: str, oracle: str, train: list[str]
     return prof, jobs
 
 
-def _cell(rows: list[dict], key: tuple, test: str, k: int) -> str:
-    """``ASR ± CI / distortion / steps (hits)`` of one row set at step ``k``."""
+def _cell(rows: list[dict], key: tuple, test: str, k: int, lam: float) -> str:
+    """``ASR ± CI / distortion / steps`` of one row set at step ``k`` and lambda ``lam`` (a
+    base run also holds its sweep's rows at other lambdas, at the same steps)."""
+    note = f"lambda={lam:g}"
+
     def find(metric, step):
         return next((r for r in rows if (r["method"], r["oracle"], r["train_source"]) == key
                      and r["test_source"] == test and r["metric"] == metric
-                     and r["step"] == step and r["mean"] is not None), None)
+                     and r["step"] == step and r["mean"] is not None
+                     and (r.get("note") == note or r.get("note", "").startswith(note + ";"))),
+                    None)
 
     asr, dist, hit = find("asr", k), find("distortion", k), find("steps_to_asr75", None)
     if asr is None:
@@ -72,12 +77,14 @@ def _cell(rows: list[dict], key: tuple, test: str, k: int) -> str:
 
 def write_table(path: Path, rows: list[dict], base_rows: list[dict], jobs: list[dict],
                 records: list[dict], prof: dict, lam: float, wall: float, base_dir: str) -> None:
-    """The new rows beside the base run's rows of the same training sources."""
+    """The new rows beside the base run's rows of the same training sources (``records``:
+    the jobs' outcomes, for their meta-training statistics)."""
     k = prof["steps"]
     lines = [f"# Table 1, more rows (lambda = {lam:g}, the base run's; {base_dir})", "",
              f"Each cell: ASR ± 95% CI / distortion ||delta||_2/sqrt(d) / mean steps to 75% "
-             f"ASR, after {k} steps, on the base run's held-out test tasks "
-             f"({prof['test_tasks']} per source; the mix pools them).", "",
+             f"ASR, after {k} steps, on the base run's stream of held-out test tasks (new "
+             f"rows: the first {prof['test_tasks']} per source; base rows: as many as its "
+             "table has; the mix pools the sources).", "",
              "| meta-train on | method | " + " | ".join(f"test: {TITLES[t]}" for t in TESTS)
              + " |", "|---|---|" + "---|" * len(TESTS)]
     for j in jobs:
@@ -85,7 +92,7 @@ def write_table(path: Path, rows: list[dict], base_rows: list[dict], jobs: list[
                                  ("base", f"FO-{j['name'].upper()} (base run)", base_rows)):
             key = (j["name"], j["oracle"] if src == "new" else "fo", j["train_source"])
             lines.append(f"| {TITLES[j['train_source']]} | {label} | "
-                         + " | ".join(_cell(pool, key, t, k) for t in TESTS) + " |")
+                         + " | ".join(_cell(pool, key, t, k, lam) for t in TESTS) + " |")
     lines += [""]
     for r, j in zip(records, jobs):
         s = r["train_stats"]
@@ -132,6 +139,18 @@ def run(base_dir: str | Path, out: str | Path, method: str = "lft", oracle: str 
     return doc
 
 
+def report(out: str | Path) -> None:
+    """Re-render ``table1_extra.md`` from ``out/results.json`` and its base run's."""
+    out = Path(out)
+    doc = json.loads((out / "results.json").read_text())
+    cfg = doc["config"]
+    base_path = Path(cfg["base"]["results"])
+    base = json.loads(base_path.read_text())
+    write_table(out / "table1_extra.md", doc["rows"], base["rows"], cfg["jobs"],
+                cfg["outcomes"], cfg["profile"], cfg["lambda"], doc["wall_time_s"],
+                str(base_path.parent))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lft.experiments.table1_extra",
                                 description=__doc__.splitlines()[0])
@@ -162,4 +181,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["extra_jobs", "main", "run", "write_table"]
+__all__ = ["extra_jobs", "main", "report", "run", "write_table"]
