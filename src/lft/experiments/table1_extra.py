@@ -152,6 +152,8 @@ def report(out: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m lft.experiments.table1_extra`` (see the module docstring); exit status 2
+    on a missing or foreign base run."""
     p = argparse.ArgumentParser(prog="python -m lft.experiments.table1_extra",
                                 description=__doc__.splitlines()[0])
     p.add_argument("base", help="folder of a finished `lft reproduce table1` run")
