@@ -122,6 +122,15 @@ def test_black_box_attack_of_a_callable_victim_the_fine_tuner_never_saw(
     assert np.load(out_dir / "delta.npy").shape == (3, 32, 32)
 
 
+def test_attack_with_the_packaged_uap_fine_tuner_by_name(victims, folders, tmp_path, capsys):
+    rc, out, err = run(["attack", "--victim", victims["mnist"].path, "--images",
+                        folders["mnist"], "--eval-dir", folders["mnist-eval"], "--fine-tuner",
+                        "uap-fo-lft", "--steps", 20, "--out", tmp_path], capsys)
+    assert rc == 0, err
+    report = json.loads((tmp_path / "attack.json").read_text())
+    assert "uap-fo-lft" in out and report["eval_asr"] > report["eval_clean_asr"]
+
+
 def test_black_box_attack_raises_asr_above_clean(victims, folders, tmp_path, capsys):
     rc, out, err = run(["attack", "--victim", victims["mnist"].path, "--images",
                         folders["mnist"], "--eval-dir", folders["mnist-eval"], "--rule", "adam",

@@ -65,8 +65,10 @@ def register(sub) -> None:
                         "folders named by class (a module:function victim knows none)")
     a.add_argument("--eval-dir", default=None,
                    help="held-out images (same layout): report the perturbation's ASR on them")
-    a.add_argument("--fine-tuner", default=None, metavar="CHECKPOINT",
-                   help="a meta-trained fine-tuner (checkpoint of 'lft train' or a reproduction)")
+    a.add_argument("--fine-tuner", default=None, metavar="CHECKPOINT|NAME",
+                   help="a meta-trained fine-tuner: a checkpoint of 'lft train' or a "
+                        "reproduction, or a packaged name (uap-fo-lft, uap-zo-lft; "
+                        "python -m lft.pretrained list)")
     a.add_argument("--rule", choices=RULES, default=None,
                    help="a hand-designed rule instead of a fine-tuner")
     a.add_argument("--lr", type=_positive(float), default=0.01,
@@ -118,7 +120,7 @@ def cmd_victims_show(a) -> int:
 
 def _method(a, model):
     """The fine-tuning method: a checkpoint's rule, or a hand-designed rule with ``--lr``."""
-    from lft import checkpoint
+    from lft import checkpoint, pretrained
     from lft.attacks.attack import FixedShape
     from lft.meta.learners import Method, MethodConfig, preset
 
@@ -129,11 +131,12 @@ def _method(a, model):
     if a.rule:
         return Method(preset(a.rule, rule={"lr": a.lr}), family, seed=a.seed), \
             f"{a.rule} (lr {a.lr:g})"
-    tensors, meta = checkpoint.read(a.fine_tuner)
+    source = pretrained.resolve(a.fine_tuner)
+    tensors, meta = checkpoint.read(source)
     cfg = MethodConfig.from_dict(meta["method"])
     method = Method(cfg, family, seed=a.seed)
     trained_on = meta["family"].get("task", "?")
-    checkpoint.load_weights(method, tensors, a.fine_tuner,
+    checkpoint.load_weights(method, tensors, source,
                             f"a {cfg.label} fine-tuner meta-trained on {trained_on} tasks",
                             f"perturbations of shape {model.shape}",
                             fix="a learned initialisation fits only its own task shape: pass "
