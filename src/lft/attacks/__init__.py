@@ -9,6 +9,7 @@
 
 from lft.attacks.attack import (
     AttackResult,
+    fine_tuner_method,
     load_attack_victim,
     load_labelled_images,
     save_perturbation,
@@ -24,6 +25,7 @@ from lft.attacks.victims import (
     victim_path,
 )
 
-__all__ = ["AttackResult", "Victim", "load_attack_victim", "load_labelled_images",
-           "load_victim", "read_victim", "save_perturbation", "save_victim", "train_or_reuse",
-           "train_victim", "universal_perturbation", "victim_path"]
+__all__ = ["AttackResult", "Victim", "fine_tuner_method", "load_attack_victim",
+           "load_labelled_images", "load_victim", "read_victim", "save_perturbation",
+           "save_victim", "train_or_reuse", "train_victim", "universal_perturbation",
+           "victim_path"]

@@ -61,6 +61,31 @@ class FixedShape(TaskFamily):
         return {"task": "user-images", "shape": list(self.model.shape)}
 
 
+def fine_tuner_method(fine_tuner: str | Path, shape: tuple[int, ...], seed: int = 0
+                      ) -> tuple[Method, str]:
+    """A :class:`Method` that fine-tunes perturbations of ``shape`` with a meta-trained
+    fine-tuner (a packaged name such as ``uap-fo-lft``, or a checkpoint), for
+    :func:`universal_perturbation`; and a one-line description of it.
+
+    A learned rule acts per coordinate, so it fits any image shape; a learned initialisation
+    (MAML) fits only its own and is refused with the reason.
+    """
+    from lft import checkpoint, pretrained
+    from lft.meta.learners import MethodConfig
+
+    source = pretrained.resolve(fine_tuner)
+    tensors, meta = checkpoint.read(source)
+    cfg = MethodConfig.from_dict(meta["method"])
+    method = Method(cfg, FixedShape(Perturbation(None, tuple(shape))), seed=seed)
+    trained_on = meta["family"].get("task", "?")
+    checkpoint.load_weights(method, tensors, source,
+                            f"a {cfg.label} fine-tuner meta-trained on {trained_on} tasks",
+                            f"perturbations of shape {tuple(shape)}",
+                            fix="a learned initialisation fits only its own task shape: pass "
+                                "an lft/l2o fine-tuner (its rule fits any shape) or a rule")
+    return method, f"{cfg.label} from {fine_tuner} (meta-trained on {trained_on} tasks)"
+
+
 # --------------------------------------------------------------------------- victims
 
 def _callable_victim(spec: str) -> Victim:

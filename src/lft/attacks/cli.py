@@ -120,9 +120,8 @@ def cmd_victims_show(a) -> int:
 
 def _method(a, model):
     """The fine-tuning method: a checkpoint's rule, or a hand-designed rule with ``--lr``."""
-    from lft import checkpoint, pretrained
-    from lft.attacks.attack import FixedShape
-    from lft.meta.learners import Method, MethodConfig, preset
+    from lft.attacks.attack import FixedShape, fine_tuner_method
+    from lft.meta.learners import Method, preset
 
     if (a.fine_tuner is None) == (a.rule is None):
         raise ValueError("choose how to fine-tune the perturbation: --fine-tuner CHECKPOINT "
@@ -131,17 +130,7 @@ def _method(a, model):
     if a.rule:
         return Method(preset(a.rule, rule={"lr": a.lr}), family, seed=a.seed), \
             f"{a.rule} (lr {a.lr:g})"
-    source = pretrained.resolve(a.fine_tuner)
-    tensors, meta = checkpoint.read(source)
-    cfg = MethodConfig.from_dict(meta["method"])
-    method = Method(cfg, family, seed=a.seed)
-    trained_on = meta["family"].get("task", "?")
-    checkpoint.load_weights(method, tensors, source,
-                            f"a {cfg.label} fine-tuner meta-trained on {trained_on} tasks",
-                            f"perturbations of shape {model.shape}",
-                            fix="a learned initialisation fits only its own task shape: pass "
-                                "an lft/l2o fine-tuner (its rule fits any shape) or --rule")
-    return method, f"{cfg.label} from {a.fine_tuner} (meta-trained on {trained_on} tasks)"
+    return fine_tuner_method(a.fine_tuner, model.shape, a.seed)
 
 
 def cmd_attack(a) -> int:
