@@ -127,3 +127,17 @@ def machine(device: torch.device) -> str:
 def ms(seconds: float) -> str:
     """``seconds`` in milliseconds, 3 significant digits."""
     return f"{seconds * 1e3:.3g} ms"
+
+
+def script_main(doc: str, run: Callable[[bool, torch.device], dict], argv=None) -> int:
+    """The command line of a benchmark script: ``[--quick] [--device auto|cpu|cuda]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    device = pick_device(args.device)
+    setup(device)
+    run(args.quick, device)
+    return 0

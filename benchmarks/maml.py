@@ -10,11 +10,10 @@ against lft's. A library that cannot be imported or run is reported, not fatal.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
-from common import OnDevice, alternate, batch_to, ms, pick_device, setup
+from common import OnDevice, alternate, batch_to, ms, script_main
 from maml_baselines import BASELINES
 
 from lft import MetaTrainer, Method, SineFamily, TrainConfig, preset
@@ -101,14 +100,7 @@ def run(quick: bool, device: torch.device) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args(argv)
-    device = pick_device(args.device)
-    setup(device)
-    run(args.quick, device)
-    return 0
+    return script_main(__doc__, run, argv)
 
 
 if __name__ == "__main__":

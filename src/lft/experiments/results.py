@@ -59,6 +59,23 @@ def curve_rows(curve: Curve, method: str, oracle: str, train_source: str, test_s
             for k in range(len(mean))]
 
 
+def note_matches(row_note: str | None, note: str) -> bool:
+    """Whether a row's ``note`` is ``note`` or begins with it and ``;`` (Table 1's rows carry
+    ``lambda=VALUE``, the steps-to-75% rows ``lambda=VALUE; K of N tasks ...``)."""
+    row_note = row_note or ""
+    return row_note == note or row_note.startswith(note + ";")
+
+
+def meta_training_summary(outcomes: list[dict]) -> str:
+    """``Meta-training: LABEL N meta-iterations in M min (K skipped); ...`` over the outcomes
+    of the jobs that meta-trained (those with ``train_stats``)."""
+    return "Meta-training: " + "; ".join(
+        f"{r['label']} {r['train_stats']['iterations']} meta-iterations in "
+        f"{r['train_stats']['wall_time_s'] / 60:.1f} min "
+        f"({r['train_stats']['skipped_nonfinite']} skipped)"
+        for r in outcomes if "train_stats" in r) + "."
+
+
 def _num(x) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None

@@ -22,7 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-from lft.experiments.results import results_document, utc_now, write_json
+from lft.experiments.results import (
+    meta_training_summary,
+    note_matches,
+    results_document,
+    utc_now,
+    write_json,
+)
 from lft.experiments.table1 import ARTEFACT, TESTS, cells, make_jobs, schema_rows, tuned_lrs
 from lft.experiments.table1_jobs import Workers
 from lft.experiments.table1_report import TITLES
@@ -64,8 +70,7 @@ def _cell(rows: list[dict], key: tuple, test: str, k: int, lam: float) -> str:
         return next((r for r in rows if (r["method"], r["oracle"], r["train_source"]) == key
                      and r["test_source"] == test and r["metric"] == metric
                      and r["step"] == step and r["mean"] is not None
-                     and (r.get("note") == note or r.get("note", "").startswith(note + ";"))),
-                    None)
+                     and note_matches(r.get("note"), note)), None)
 
     asr, dist, hit = find("asr", k), find("distortion", k), find("steps_to_asr75", None)
     if asr is None:
@@ -93,11 +98,8 @@ def write_table(path: Path, rows: list[dict], base_rows: list[dict], jobs: list[
             key = (j["name"], j["oracle"] if src == "new" else "fo", j["train_source"])
             lines.append(f"| {TITLES[j['train_source']]} | {label} | "
                          + " | ".join(_cell(pool, key, t, k, lam) for t in TESTS) + " |")
-    lines += [""]
-    for r, j in zip(records, jobs):
-        s = r["train_stats"]
-        lines.append(f"{j['label']}: {s['iterations']} meta-iterations in "
-                     f"{s['wall_time_s'] / 60:.1f} min, oracle {json.dumps(j['method']['oracle'])}")
+    lines += ["", meta_training_summary(records), ""]
+    lines += [f"{j['label']}: oracle {json.dumps(j['method']['oracle'])}" for j in jobs]
     lines += ["", f"Wall time: {wall / 60:.1f} min."]
     path.write_text("\n".join(lines) + "\n")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from lft.experiments.results import machine
+from lft.experiments.results import machine, meta_training_summary
 from lft.experiments.table1 import (
     BASELINES,
     NOT_APPLICABLE,
@@ -94,12 +94,8 @@ def write_table(path: Path, table: dict, records: list[dict], jobs: list[dict], 
         lines.append(f"| none (step size {lrs}) | {NAMES[name]} | " + " | ".join(row) + " |")
     lines += ["", f"MAML on CIFAR-10 and the mix: {NOT_APPLICABLE}.", ""]
     lines += _selection(selection) + _claims(table, lam, k)
-    lines += ["", "Meta-training: " + "; ".join(
-        f"{r['label']} {r['train_stats']['iterations']} meta-iterations in "
-        f"{r['train_stats']['wall_time_s'] / 60:.1f} min "
-        f"({r['train_stats']['skipped_nonfinite']} skipped)"
-        for r in records if "train_stats" in r) + ".", "",
-        f"Wall time: {wall / 60:.1f} min on {machine()}.", ""]
+    lines += ["", meta_training_summary(records), "",
+              f"Wall time: {wall / 60:.1f} min on {machine()}.", ""]
     text = "\n".join(lines)
     path.write_text(text)
     return text

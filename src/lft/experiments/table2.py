@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from lft.experiments.results import (
     curve_rows,
     machine,
+    meta_training_summary,
     resolve_profile,
     results_document,
     utc_now,
@@ -196,12 +197,8 @@ def write_table(path: Path, table: dict, outcomes: list[dict], profile_name: str
             else:
                 row.append("N/A")
         lines.append(f"| {title} | " + " | ".join(row) + " |")
-    lines += ["", "Meta-training: " + "; ".join(
-        f"{r['label']} {r['train_stats']['iterations']} meta-iterations in "
-        f"{r['train_stats']['wall_time_s'] / 60:.1f} min"
-        f" ({r['train_stats']['skipped_nonfinite']} skipped)"
-        for r in outcomes if "train_stats" in r) + ".", "",
-        f"Wall time: {wall / 60:.1f} min on {where or machine()}.", ""]
+    lines += ["", meta_training_summary(outcomes), "",
+              f"Wall time: {wall / 60:.1f} min on {where or machine()}.", ""]
     text = "\n".join(lines)
     path.write_text(text)
     return text

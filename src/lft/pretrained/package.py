@@ -20,13 +20,10 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from lft import checkpoint
+from lft.experiments.results import note_matches
 from lft.pretrained import DIR
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
-
-
-def _note_matches(row_note: str, note: str) -> bool:
-    return row_note == note or row_note.startswith(note + ";")
 
 
 def reported_from_results(results: str | Path, method: str, oracle: str,
@@ -39,7 +36,7 @@ def reported_from_results(results: str | Path, method: str, oracle: str,
     rows = [r for r in doc["rows"] if r["method"] == method and r["oracle"] == oracle
             and train_source in (None, r["train_source"])
             and test_source in (None, r["test_source"])
-            and (note is None or _note_matches(r.get("note") or "", note))]
+            and (note is None or note_matches(r.get("note"), note))]
     if not rows:
         raise ValueError(f"{results} has no rows for method {method!r} with oracle {oracle!r}")
     values: dict[str, dict[str, list]] = {}
