@@ -90,13 +90,17 @@ def lstm_step_blocks(weights: list[tuple[torch.Tensor, torch.Tensor | None]],
         block = max(n, 1)
     opts = {"dtype": ref.dtype, "device": ref.device}
     blocks = _block_roles(n, block, roles[0]) if roles else None
-    role_bias, role_step = {}, {}
-    if roles:  # one first-layer gate bias per role present, and the change between two roles
+    # a gate bias rides in the matrix product as one more weight column against a constant
+    # row of ones in the inputs: addmm would first copy the broadcast bias into the gates
+    # (a pass over them per block, as long as a third of the product itself)
+    aug = [None if b is None else torch.cat([w, b], 1) for w, b in weights]
+    role_w, role_step = {}, {}
+    if roles:  # one first-layer weight per role present, and the change between two roles
         w0, b0 = weights[0]
         cols = roles[1]
         for first, extra in blocks:
             col = cols[:, first:first + 1]
-            role_bias[first] = col if b0 is None else b0 + col
+            role_w[first] = torch.cat([w0, col if b0 is None else b0 + col], 1)
             for _, _, r in extra:
                 role_step[first, r] = cols[:, r:r + 1] - col
     # one allocation for every new h and c: fewer, larger blocks that the C allocator keeps
@@ -115,21 +119,26 @@ def lstm_step_blocks(weights: list[tuple[torch.Tensor, torch.Tensor | None]],
         m = out_b[j].shape[1]
         if m not in bufs:  # working buffers and their gate views, per block width
             gates = torch.empty(4 * hidden, m, **opts)
-            bufs[m] = ([torch.empty(w.shape[1], m, **opts) for w, _ in weights], gates,
-                       gates.split([3 * hidden, hidden]), gates[:3 * hidden].chunk(3),
-                       torch.empty(hidden, m, **opts))
+            xbuf = []  # per layer: the inputs, then a row of ones where the layer has a bias
+            for i, (w, b) in enumerate(weights):
+                biased = b is not None or (i == 0 and roles is not None)
+                x = torch.empty(w.shape[1] + biased, m, **opts)
+                if biased:
+                    x[-1].fill_(1.0)
+                xbuf.append((x, x[:w.shape[1]]))
+            bufs[m] = (xbuf, gates, gates.split([3 * hidden, hidden]),
+                       gates[:3 * hidden].chunk(3), torch.empty(hidden, m, **opts))
         xbuf, gates, (sig, cand), (i_g, f_g, o_g), t = bufs[m]
         inputs = [r[j] for r in rows_b]
         for i, (w, b) in enumerate(weights):
             if i == 0 and roles:
                 first, extra = blocks[j]
-                b = role_bias[first]
-            x = xbuf[i]
-            torch.cat(inputs + [hc_b[2 * i][j]], dim=0, out=x)
-            if b is None:
-                torch.mm(w, x, out=gates)
-            else:
-                torch.addmm(b, w, x, out=gates)
+                w = role_w[first]
+            elif b is not None:
+                w = aug[i]
+            x, x_in = xbuf[i]
+            torch.cat(inputs + [hc_b[2 * i][j]], dim=0, out=x_in)
+            torch.mm(w, x, out=gates)
             if i == 0 and roles:
                 for a, e, r in extra:
                     gates[:, a:e].add_(role_step[first, r])
