@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-#: coordinates per block: ~80 floats of working set each, ~1.3 MB per block in float32
+#: coordinates per block: ~95 floats of working set each, ~1.5 MB per block in float32
 BLOCK = 4096
 
 
