@@ -87,7 +87,7 @@ PROFILES: dict[str, dict] = {
               "lams": [0.0003, 0.001, 0.003, 0.01, 0.03],
               "select": {"method": "adam", "min_asr": 0.9},
               "record": {"dense": 10, "every": 5},
-              "iterations": {"lft": 50, "l2o": 50, "maml": 300},
+              "iterations": {"lft": 100, "l2o": 100, "maml": 300},
               "meta_batch": 8, "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "maml": 1e-3},
               "lr_decay": 0.1, "oracles": ["fo"], "test_tasks": 500, "sweep_tasks": 100,
               "tune_tasks": 16,
