@@ -17,12 +17,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from lft import rules
 from lft.meta.learners import Method, MethodConfig
 from lft.rules.base import UpdateRule
+from lft.safefiles import read_tensors
 from lft.tasks import TaskFamily, build_family
 from lft.validation import one_line
 
@@ -105,22 +105,8 @@ def save(path: str | Path, method: Method, family: TaskFamily, extra: dict | Non
 
 
 def _read_all(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}: pass the .safetensors file that "
-                              "'lft train' wrote")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a safetensors checkpoint or is damaged ({e}); "
-                              "lft reads only checkpoints written by 'lft train' and never "
-                              "unpickles files") from None
-    if header.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is a safetensors file but not an lft checkpoint "
-                              "(its header has no 'format: lft-checkpoint')")
-    return tensors, header
+    return read_tensors(path, FORMAT, "checkpoint", "pass the .safetensors file that 'lft train' "
+                        "wrote", CheckpointError)
 
 
 def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

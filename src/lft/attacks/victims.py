@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from lft.attacks.lenet import lenet5, predict
+from lft.safefiles import read_tensors
 
 FORMAT = "lft-victim"
 VERSION = 1
@@ -249,19 +249,9 @@ def save_victim(path: str | Path, victim: Victim) -> Path:
 def read_victim(path: str | Path) -> Victim:
     """A victim saved by :func:`save_victim`; anything else is refused with a clear error."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"no victim file at {path}: train one with 'lft victims train "
-                         "mnist|cifar10', or pass a Python callable as module:function")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a safetensors victim file ({e}); lft never unpickles "
-                         "models: pass a file written by 'lft victims train'") from None
-    if header.get("format") != FORMAT:
-        raise ValueError(f"{path} is a safetensors file but not an lft victim (its header has "
-                         f"no 'format: {FORMAT}')")
+    tensors, header = read_tensors(path, FORMAT, "victim file", "train one with 'lft victims "
+                                   "train mnist|cifar10', or pass a Python callable as "
+                                   "module:function")
     try:
         record = json.loads(header["record"])
         c, h, w = record["input_shape"]
