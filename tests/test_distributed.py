@@ -3,7 +3,8 @@
 Two ranks with a meta-batch of ``2B`` (``B`` each, one task stream each) compute the same
 meta-gradient, and reach the same weights, as one process running both streams, up to the
 order of floating-point sums; a rank killed mid-run makes the other exit with a clear error
-within the process group's timeout, and the job resumes from its last checkpoint.
+within the process group's timeout, and the job resumes from its last checkpoint; a
+finished rank leaves no gloo thread behind to abort the process at exit.
 
 Run as a script (``python tests/test_distributed.py OUT``) this file is one rank of the
 Python-level check, configured by the usual ``MASTER_ADDR/MASTER_PORT/RANK/WORLD_SIZE``.
@@ -107,6 +108,9 @@ def test_two_ranks_meta_gradient_and_weights_equal_one_rank(tmp_path):
         torch.testing.assert_close(ranks[0][f"grad{i}"], g, rtol=1e-5, atol=1e-7)
         torch.testing.assert_close(ranks[0][f"weight{i}"], w, rtol=1e-5, atol=1e-6)
         assert torch.equal(ranks[0][f"weight{i}"], ranks[1][f"weight{i}"])  # replicas agree
+    for r in (0, 1):  # close() freed the group: no gloo thread left to abort at exit
+        left = (tmp_path / f"threads{r}.txt").read_text().split()
+        assert not [t for t in left if "gloo" in t or "tcpstore" in t], left
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +173,15 @@ def _rank_main(out: Path) -> None:
                **{f"weight{i}": w.contiguous() for i, w in enumerate(weights)}},
               str(out / f"rank{replicas.rank}.safetensors"))
     replicas.close()
+    (out / f"threads{replicas.rank}.txt").write_text("\n".join(thread_names()))
+
+
+def thread_names() -> list[str]:
+    """The names of this process's native threads (Linux; empty elsewhere)."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return []
+    return [(t / "comm").read_text().strip() for t in tasks.iterdir()]
 
 
 if __name__ == "__main__":

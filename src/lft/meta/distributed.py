@@ -86,8 +86,13 @@ class TorchDistributed(Replicas):
     """
 
     def __init__(self, timeout_s: float = 300.0, backend: str | None = None):
+        import torch._dynamo  # noqa: F401  (see below)
         import torch.distributed as dist
 
+        # Imported after the group exists, torch._dynamo (which torch.optim imports) keeps
+        # references to it, so destroy_process_group() could not free it and gloo's threads
+        # lived on into interpreter shutdown, where they sometimes aborted the process
+        # (SIGABRT, "terminate called without an active exception") after a finished run.
         self._dist, self.timeout_s = dist, float(timeout_s)
         if backend is None:
             backend = ("cpu:gloo,cuda:nccl" if torch.cuda.is_available()
