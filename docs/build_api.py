@@ -25,7 +25,7 @@ OUT = Path(__file__).resolve().parent / "api.md"
 MODULES = ("lft", "lft.rules", "lft.oracles", "lft.tasks", "lft.models", "lft.meta",
            "lft.finetuner", "lft.optim", "lft.checkpoint", "lft.meta.resume",
            "lft.meta.distributed", "lft.data", "lft.attacks", "lft.analysis", "lft.pretrained",
-           "lft.validation", "lft.safefiles")
+           "lft.validation", "lft.safefiles", "lft.perf")
 
 
 def markdown(doc: str) -> str:

@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image data folder for table1/table2 (default $LFT_DATA_DIR, else the "
                         "user cache folder)")
     r.add_argument("--quiet", action="store_true")
+    for sp in (t, e, r):
+        sp.add_argument("--threads", type=_positive(int), default=None, metavar="N",
+                        help="intra-op CPU threads of this process (default: $OMP_NUM_THREADS, "
+                             "else 1 for sine, else the cores the load average leaves free)")
     d = sub.add_parser("data", help="image data sets: download or check them")
     d.add_argument("action", choices=("download", "check"))
     d.add_argument("name", choices=("mnist", "cifar10"))
@@ -372,10 +376,17 @@ def cmd_reproduce(a) -> int:
     return 0
 
 
+def _small_job(a) -> bool:
+    """Whether the command works on sine-sized tensors, where one thread is fastest."""
+    if a.command == "reproduce":
+        return a.artefact == "figure4"
+    return (getattr(a, "task", None) or "") == "sine"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
-    from lft.perf import configure_allocator
+    from lft.perf import configure_allocator, configure_threads
 
     configure_allocator()
     handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce,
@@ -383,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     from lft.meta.distributed import DistributedError
 
     try:
+        if a.command in ("train", "evaluate", "reproduce"):
+            configure_threads(a.threads, small=_small_job(a))
         handler = getattr(a, "handler", None) or handlers[a.command]
         return handler(a)
     except (UserError, ValueError) as e:  # incl. DataError, CheckpointError
