@@ -10,10 +10,15 @@ ROW_KEYS = {"method", "oracle", "train_source", "test_source", "metric", "step",
             "n", "note"}
 
 
-def test_reproduce_figure4_quick(tmp_path, capsys):
-    out = tmp_path / "fig4"
-    assert main(["reproduce", "figure4", "--profile", "quick", "--out", str(out),
-                 "--quiet"]) == 0
+def test_reproduce_figure4_quick(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default folder, beside a paper run it must not touch
+    paper = tmp_path / "results" / "figure4" / "results.json"
+    paper.parent.mkdir(parents=True)
+    paper.write_text('{"profile": "paper"}')
+    assert main(["reproduce", "figure4", "--profile", "quick", "--quiet"]) == 0
+    out = tmp_path / "results" / "figure4-quick"
+    assert paper.read_text() == '{"profile": "paper"}'
+    assert sorted(p.name for p in paper.parent.iterdir()) == ["results.json"]
     doc = json.loads((out / "results.json").read_text())
     assert set(doc) == SCHEMA_KEYS and doc["artefact"] == "figure4"
     rows = doc["rows"]

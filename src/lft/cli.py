@@ -125,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reproduce", help="reproduce a figure or table of the paper")
     r.add_argument("artefact", choices=ARTEFACTS)
     r.add_argument("--profile", default="quick", choices=("quick", "paper"))
-    r.add_argument("--out", default=None, help="output folder (default results/ARTEFACT)")
+    r.add_argument("--out", default=None,
+                   help="output folder (default results/ARTEFACT for the paper profile, "
+                        "results/ARTEFACT-quick for the quick one)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--workers", type=_positive(int), default=None,
                    help="parallel processes (default: the profile's, at most the cores)")
@@ -354,8 +356,10 @@ def _source(config: dict) -> str:
 def cmd_reproduce(a) -> int:
     import importlib
 
+    from lft.experiments.results import default_out
+
     module = importlib.import_module(f"lft.experiments.{a.artefact}")
-    out = Path(a.out or f"results/{a.artefact}")
+    out = Path(a.out or default_out(a.artefact, a.profile))
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for the results")
     kwargs = {"data_dir": a.data_dir} if a.artefact != "figure4" else {}

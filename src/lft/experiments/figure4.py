@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 
 from lft.experiments.results import (
     curve_rows,
+    default_out,
     machine,
     resolve_profile,
     results_document,
@@ -173,7 +174,7 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
               profile_overrides: dict | None = None) -> dict:
     """Run the whole artefact; returns the ``results.json`` document."""
     prof = resolve_profile(PROFILES, profile, profile_overrides)
-    out = Path(out or f"results/{ARTEFACT}")
+    out = Path(out or default_out(ARTEFACT, profile))
     out.mkdir(parents=True, exist_ok=True)
     started, t0 = utc_now(), time.perf_counter()
     jobs = make_jobs(prof, out, seed)

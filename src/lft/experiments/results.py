@@ -35,6 +35,13 @@ def machine() -> str:
             f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
+def default_out(artefact: str, profile: str) -> Path:
+    """Where ``lft reproduce`` writes by default: ``results/ARTEFACT`` for the paper profile
+    (the committed runs), ``results/ARTEFACT-PROFILE`` otherwise, so a quick check never
+    overwrites a paper run's results."""
+    return Path("results") / (artefact if profile == "paper" else f"{artefact}-{profile}")
+
+
 def resolve_profile(profiles: dict[str, dict], name: str, overrides: dict | None = None) -> dict:
     """A deep copy of the named profile with ``overrides`` applied; unknown names raise."""
     if name not in profiles:

@@ -36,6 +36,7 @@ from safetensors.torch import save_file
 
 from lft.experiments.results import (
     curve_rows,
+    default_out,
     resolve_profile,
     results_document,
     utc_now,
@@ -344,7 +345,7 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     from lft.tasks import build_family
 
     prof = resolve_profile(PROFILES, profile, profile_overrides)
-    out = Path(out or f"results/{ARTEFACT}")
+    out = Path(out or default_out(ARTEFACT, profile))
     started, t0 = utc_now(), time.perf_counter()
     victims = {}  # fail fast on missing data; train missing victims once, up front
     for source in SOURCES:

@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from lft.experiments.results import (
     curve_rows,
+    default_out,
     machine,
     meta_training_summary,
     resolve_profile,
@@ -268,7 +269,7 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
 
     for source in SOURCES:  # fail fast, with the data layer's message, before any work
         load_source(source, data_dir)
-    out = Path(out or f"results/{ARTEFACT}")
+    out = Path(out or default_out(ARTEFACT, profile))
     out.mkdir(parents=True, exist_ok=True)
     started, t0 = utc_now(), time.perf_counter()
     jobs = make_jobs(prof, out, seed, data_dir)
