@@ -9,10 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
-
-import torch
 
 from lft.attacks.victims import SOURCES
 from lft.cli import _positive
@@ -142,6 +139,7 @@ def cmd_attack(a) -> int:
         universal_perturbation,
     )
     from lft.experiments.results import write_json
+    from lft.perf import configure_threads
     from lft.tasks.uap import Perturbation
 
     out = Path(a.out)
@@ -153,10 +151,9 @@ def cmd_attack(a) -> int:
         if not all(names) or len(set(names)) != len(names):
             raise ValueError(f"--classes must be distinct comma-separated class names in the "
                              f"victim's label order, got {a.classes!r}")
-    if "OMP_NUM_THREADS" not in os.environ:
-        # batches of a few images: more intra-op threads only add synchronisation (200 steps
-        # took 22 s with 2 threads against 2.4 s with 1 on a busy 2-core machine)
-        torch.set_num_threads(1)
+    # batches of a few images: more intra-op threads only add synchronisation (200 steps
+    # took 22 s with 2 threads against 2.4 s with 1 on a busy 2-core machine)
+    configure_threads(small=True)
     victim = load_attack_victim(a.victim)
     if a.classes:
         victim.classes = [c.strip() for c in a.classes.split(",")]
