@@ -58,3 +58,16 @@ def test_cli_sets_the_threads_it_is_asked_for(tmp_path):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_evaluating_a_sine_checkpoint_runs_on_one_thread(monkeypatch):
+    """Whether the job is small is known once the checkpoint is read (no --task given)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # an idle machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["evaluate", "sine-fo-lft", "--tasks", "4", "--steps", "2", "--quiet"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -307,6 +307,7 @@ def cmd_evaluate(a) -> int:
     from lft import checkpoint, pretrained
     from lft.experiments.results import curve_rows, results_document, utc_now, write_json
     from lft.meta import evaluate
+    from lft.perf import configure_threads
 
     if a.json and Path(a.json).is_dir():
         raise UserError(f"--json {a.json} is a folder; pass a file name such as rows.json")
@@ -321,6 +322,8 @@ def cmd_evaluate(a) -> int:
         else:
             config = _with_data_dir(family.config(), a.data_dir)
         family = build_family(config)
+    if family.config().get("task") == "sine":  # known only now that the checkpoint is read
+        configure_threads(a.threads, small=True)
     started, t0 = utc_now(), time.perf_counter()
     curves = evaluate(method, family, n_tasks=a.tasks, steps=a.steps, seed=a.seed,
                       progress=not a.quiet, chunk=a.chunk or 250)
