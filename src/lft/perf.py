@@ -73,7 +73,7 @@ def choose_threads(requested: int | None = None, small: bool = False) -> int:
         busy = round(os.getloadavg()[0])
     except (AttributeError, OSError):  # no load average on this platform
         busy = 0
-    return max(1, min(cores, cores - busy))
+    return max(1, cores - busy)
 
 
 def configure_threads(requested: int | None = None, small: bool = False) -> int:
