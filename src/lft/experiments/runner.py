@@ -7,6 +7,7 @@ run or in which order.
 
 from __future__ import annotations
 
+import heapq
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -94,14 +95,33 @@ def _worker(job: dict) -> dict:
     return run_job(job, progress=False, threads=1)
 
 
+def longest_first(jobs: list[dict]) -> list[int]:
+    """Indices of ``jobs`` by decreasing ``estimate_s`` (0 when absent), ties in list order."""
+    return sorted(range(len(jobs)), key=lambda i: -float(jobs[i].get("estimate_s") or 0.0))
+
+
+def makespan_s(estimates: list[float], workers: int, setup_s: float = 0.0) -> float:
+    """Wall seconds for jobs of these single-worker costs, dealt longest first to ``workers``
+    processes that each start with ``setup_s`` of work."""
+    loads = [setup_s] * max(1, workers)
+    heapq.heapify(loads)
+    for cost in sorted(estimates, reverse=True):
+        heapq.heapreplace(loads, loads[0] + cost)
+    return max(loads)
+
+
 def run_jobs(jobs: list[dict], workers: int = 1, progress: bool = True) -> list[dict]:
-    """Run ``jobs``; with ``workers > 1`` in separate processes of one thread each."""
+    """Run ``jobs``; with ``workers > 1`` in separate processes of one thread each.
+
+    Workers take the jobs with the largest ``job["estimate_s"]`` (optional) first, which
+    shortens the run when a few jobs dominate; results come back in the order of ``jobs``.
+    """
     if workers <= 1:
         return [run_job(j, progress=progress) for j in tqdm(jobs, desc="methods",
                                                             disable=not progress)]
     results: dict[int, dict] = {}
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futs = {pool.submit(_worker, j): i for i, j in enumerate(jobs)}
+        futs = {pool.submit(_worker, jobs[i]): i for i in longest_first(jobs)}
         for fut in tqdm(as_completed(futs), total=len(futs), desc="methods",
                         disable=not progress):
             results[futs[fut]] = fut.result()

@@ -35,8 +35,6 @@ Paper profile (``python -m lft.experiments.table1_costs``), estimated CPU second
 
 from __future__ import annotations
 
-import heapq
-
 #: ms per task and fine-tuning step, gradient + rule update, no metrics
 STEP_MS = {("mnist", "hand"): 1.22, ("cifar10", "hand"): 1.61,
            ("mnist", "lstm"): 1.45, ("cifar10", "lstm"): 1.98}
@@ -99,11 +97,9 @@ def _model_s(job: dict) -> float:
 def makespan_s(jobs: list[dict], workers: int) -> float:
     """Wall seconds for ``jobs`` dealt longest first to ``workers`` processes (each also
     loading the data of both sources once)."""
-    loads = [2 * SETUP_S] * max(1, workers)
-    heapq.heapify(loads)
-    for cost in sorted((j.get("estimate_s") or estimate_s(j) for j in jobs), reverse=True):
-        heapq.heapreplace(loads, loads[0] + cost)
-    return max(loads)
+    from lft.experiments.runner import makespan_s as deal
+
+    return deal([j.get("estimate_s") or estimate_s(j) for j in jobs], workers, 2 * SETUP_S)
 
 
 def measure(data_dir: str | None = None, tasks: int = 100, steps: int = 10) -> dict:

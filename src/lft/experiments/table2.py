@@ -28,7 +28,7 @@ from lft.experiments.results import (
     utc_now,
     write_json,
 )
-from lft.experiments.runner import run_jobs
+from lft.experiments.runner import makespan_s, run_jobs
 from lft.meta.evaluate import Curve
 from lft.meta.learners import preset
 from lft.tasks.presets import IMAGE_RULE, family_config
@@ -55,6 +55,7 @@ PAPER: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
 
 
 #: Each profile: meta-training budget, test tasks per source, tuning budget, workers.
+#: ``meta_batch`` is one number for every method or one per method.
 #: ``eval_chunk`` tasks run at once: small chunks keep Conv-4 activations in cache.
 PROFILES: dict[str, dict] = {
     "quick": {"iterations": {"lft": 3, "l2o": 3, "maml": 3}, "meta_batch": 2, "steps": 5,
@@ -62,13 +63,41 @@ PROFILES: dict[str, dict] = {
               "lr_grid": {"sgd": [0.01, 0.1], "adam": [0.001, 0.01]},
               "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "maml": 1e-3}, "lr_decay": 0.1,
               "maml_inner": {"lr": 0.1, "steps": 1}, "eval_chunk": 10, "workers": 2},
-    "paper": {"iterations": {"lft": 250, "l2o": 250, "maml": 300}, "meta_batch": 4,
+    "paper": {"iterations": {"lft": 250, "l2o": 250, "maml": 300},
+              "meta_batch": 4,
               "steps": 20, "test_tasks": 500, "tune_tasks": 60,
               "lr_grid": {"sgd": [0.01, 0.03, 0.1, 0.3, 1.0],
                           "adam": [0.0003, 0.001, 0.003, 0.01, 0.03]},
               "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "maml": 1e-3}, "lr_decay": 0.1,
               "maml_inner": {"lr": 0.1, "steps": 5}, "eval_chunk": 10, "workers": 2},
 }
+
+
+#: Seconds per task and meta-iteration (one thread), measured in the 53.4-min paper run of
+#: 2026-11-25 (meta-batch 4); used only to deal the longest jobs first.
+TRAIN_S_PER_TASK = {("lft", "cifar10"): 0.76, ("l2o", "cifar10"): 1.27,
+                    ("lft", "mnist+cifar10"): 0.70, ("l2o", "mnist+cifar10"): 0.98,
+                    ("maml", "cifar10"): 0.21}
+#: Seconds to test 500 tasks for 20 steps, and to tune one learning-rate grid on 60 tasks.
+TEST_S = {"mnist": 40.0, "cifar10": 250.0}
+TUNE_S = {"mnist": 10.0, "cifar10": 80.0}
+
+
+def meta_batch(profile: dict, name: str) -> int:
+    """The profile's meta-batch for method ``name`` (one number for all, or one per method)."""
+    mb = profile["meta_batch"]
+    return int(mb[name] if isinstance(mb, dict) else mb)
+
+
+def estimate_s(job: dict) -> float:
+    """Rough single-thread seconds of one job, so :func:`run_jobs` can start the longest first."""
+    scale = job["steps"] / 20
+    test = sum(TEST_S[s] for s in job["tests"]) * job["test_tasks"] / 500 * scale
+    if "tune" in job:
+        tune, source = job["tune"], next(iter(job["tests"]))
+        return test + TUNE_S[source] * tune["tasks"] / 60 * len(tune["grid"]) / 5 * scale
+    per_task = TRAIN_S_PER_TASK.get((job["method"]["name"], job["train_source"]), 1.0)
+    return test + job["train"]["iterations"] * job["train"]["meta_batch"] * per_task
 
 
 def _label(train: str, cfg_label: str) -> str:
@@ -86,7 +115,7 @@ def make_jobs(profile: dict, out: Path, seed: int, data_dir: str | None) -> list
                 "test_seed": seed, "eval_chunk": profile["eval_chunk"], **extra}
 
     def train_cfg(name: str) -> dict:
-        return {"iterations": profile["iterations"][name], "meta_batch": profile["meta_batch"],
+        return {"iterations": profile["iterations"][name], "meta_batch": meta_batch(profile, name),
                 "meta_lr": profile["meta_lr"][name], "clip": 1.0, "seed": seed,
                 "log_every": 10, "lr_decay": profile["lr_decay"]}
 
@@ -109,6 +138,8 @@ def make_jobs(profile: dict, out: Path, seed: int, data_dir: str | None) -> list
                             tune={"grid": profile["lr_grid"][name],
                                   "tasks": profile["tune_tasks"]},
                             tests={source: tests[source]}, train_source="none"))
+    for j in jobs:
+        j["estimate_s"] = estimate_s(j)
     return jobs
 
 
@@ -274,12 +305,11 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     started, t0 = utc_now(), time.perf_counter()
     jobs = make_jobs(prof, out, seed, data_dir)
     workers = workers or min(prof["workers"], os.cpu_count() or 1)
-    # longest first, so two workers finish together
-    order = sorted(range(len(jobs)), key=lambda i: "train" not in jobs[i])
-    results = run_jobs([jobs[i] for i in order], workers=workers, progress=progress)
-    records = [None] * len(jobs)
-    for i, r in zip(order, results):
-        records[i] = {**r, "train_source": jobs[i]["train_source"]}
+    if progress:
+        est = makespan_s([j["estimate_s"] for j in jobs], workers) / 60
+        print(f"{len(jobs)} jobs, estimated {est:.0f} min on {workers} workers", flush=True)
+    results = run_jobs(jobs, workers=workers, progress=progress)  # longest first
+    records = [{**r, "train_source": j["train_source"]} for j, r in zip(jobs, results)]
     wall = time.perf_counter() - t0
     table = cells(records)
     rows = []

@@ -1,0 +1,28 @@
+"""Job dealing: longest first, and the paper profiles' estimated wall time."""
+
+from pathlib import Path
+
+from lft.experiments import table2
+from lft.experiments.runner import longest_first, makespan_s
+
+
+def test_longest_first_orders_by_estimate_and_keeps_ties_in_order():
+    jobs = [{"estimate_s": 1.0}, {}, {"estimate_s": 5.0}, {"estimate_s": 1.0}]
+    assert longest_first(jobs) == [2, 0, 3, 1]
+
+
+def test_makespan_deals_longest_first():
+    # 4 on one worker, 1 + 1 on the other: 4, not the 5 that list order would give
+    assert makespan_s([1, 1, 4], 2) == 4
+    assert makespan_s([4, 1], 1, setup_s=2) == 7
+    assert makespan_s([], 2) == 0
+
+
+def test_table2_paper_profile_fits_its_time_budget_and_deals_meta_training_first():
+    jobs = table2.make_jobs(table2.PROFILES["paper"], Path("unused"), 0, None)
+    est = makespan_s([j["estimate_s"] for j in jobs], table2.PROFILES["paper"]["workers"])
+    assert est < 85 * 60  # the issue allows 90 min; the model was within 5% of the last run
+    first = [jobs[i] for i in longest_first(jobs)][:4]
+    assert all("train" in j for j in first)
+    assert {j["train"]["meta_batch"] for j in jobs if j["method"]["name"] in ("lft", "l2o")} == {
+        table2.meta_batch(table2.PROFILES["paper"], "lft")}
