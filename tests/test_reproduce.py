@@ -53,7 +53,7 @@ def test_reproduce_table2_quick(tmp_path, data_dir):
     cells = {(r["train_source"], r["method"], r["test_source"]) for r in rows}
     tests = {"mnist", "cifar10", "mnist+cifar10"}
     for train in ("cifar10", "mnist+cifar10"):
-        for method in ("lft", "l2o", "maml"):
+        for method in ("lft", "l2o", "maml", "lft+init"):
             assert {(train, method, t) for t in tests} <= cells
     assert {("none", b, t) for b in ("sgd", "adam") for t in tests} <= cells
     # MAML runs only where the tasks are congruous; elsewhere a row says why not
@@ -62,11 +62,19 @@ def test_reproduce_table2_quick(tmp_path, data_dir):
         ("cifar10", "mnist"), ("cifar10", "mnist+cifar10"), ("mnist+cifar10", "mnist"),
         ("mnist+cifar10", "cifar10"), ("mnist+cifar10", "mnist+cifar10")}
     assert all("do not share parameter shapes" in r["note"] for r in na)
+    # the learned rule with a learned initialisation: where MAML runs, and nowhere else
+    hybrid = [r for r in rows if r["method"] == "lft+init"]
+    assert {(r["train_source"], r["test_source"]) for r in hybrid if r["mean"] is not None} == {
+        ("cifar10", "cifar10")}
+    assert {(r["train_source"], r["test_source"]) for r in hybrid if r["mean"] is None} == {
+        (r["train_source"], r["test_source"]) for r in na}
+    hybrid_job = next(j for j in doc["config"]["outcomes"] if j["name"] == "lft+init")
+    assert hybrid_job["init_from"].endswith("maml [cifar10].safetensors")
     measured = [r for r in rows if r["mean"] is not None]
     assert all(0.0 <= r["mean"] <= 1.0 and r["metric"] == "accuracy" for r in measured)
     mix = [r for r in measured if r["test_source"] == "mnist+cifar10"]
     assert all(r["n"] == 40 for r in mix)  # the mix pools 20 MNIST and 20 CIFAR-10 tasks
     table = (out / "table2.md").read_text()
     assert "[66 ± 1.3]" in table and "[83 ± 0.9]" in table  # the paper's numbers beside ours
-    assert "LFT − L2O" in table
+    assert "LFT − L2O" in table and "LFT+INIT [cifar10] − MAML" in table
     assert (out / "figure3.png").stat().st_size > 10_000

@@ -26,3 +26,32 @@ def test_table2_paper_profile_fits_its_time_budget_and_deals_meta_training_first
     assert all("train" in j for j in first)
     assert {j["train"]["meta_batch"] for j in jobs if j["method"]["name"] in ("lft", "l2o")} == {
         table2.meta_batch(table2.PROFILES["paper"], "lft")}
+
+
+def test_a_job_that_unblocks_long_work_starts_first_and_dependants_wait():
+    jobs = [{"label": "a", "estimate_s": 1.0}, {"label": "b", "estimate_s": 10.0, "after": "a"},
+            {"label": "c", "estimate_s": 5.0}]
+    from lft.experiments.runner import priorities
+    assert priorities(jobs) == [11.0, 10.0, 5.0]
+    assert longest_first(jobs, done=set()) == [0, 2]  # b waits for a
+    assert longest_first(jobs, done={0}) == [1, 2]
+
+
+def test_bad_dependencies_are_named():
+    import pytest
+
+    from lft.experiments.runner import priorities
+    with pytest.raises(ValueError, match="'b' runs after 'x', which is not a job"):
+        priorities([{"label": "a"}, {"label": "b", "after": "x"}])
+    with pytest.raises(ValueError, match="wait for each other"):
+        priorities([{"label": "a", "after": "b"}, {"label": "b", "after": "a"}])
+
+
+def test_table2_hybrid_starts_after_maml_from_its_checkpoint():
+    jobs = table2.make_jobs(table2.PROFILES["quick"], Path("out"), 0, None)
+    hybrid = next(j for j in jobs if j["method"]["name"] == "lft+init")
+    maml = next(j for j in jobs if j["method"]["name"] == "maml")
+    assert hybrid["after"] == maml["label"]
+    assert hybrid["init_from"] == str(Path("out") / "checkpoints" / "maml [cifar10].safetensors")
+    sgd, lstm = hybrid["method"]["rule"]["rules"]
+    assert sgd["lr"] == table2.PROFILES["quick"]["maml_inner"]["lr"]  # starts as MAML's rule

@@ -31,8 +31,9 @@ def git_commit() -> str:
 def machine() -> str:
     """A one-line description of where this ran."""
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    n = torch.get_num_threads()
     return (f"{os.cpu_count()} CPU cores ({platform.machine()}), {dev}, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+            f"torch {torch.__version__}, {n} thread{'s' if n != 1 else ''}")
 
 
 def default_out(artefact: str, profile: str) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import torch
@@ -95,9 +95,48 @@ def _worker(job: dict) -> dict:
     return run_job(job, progress=False, threads=1)
 
 
-def longest_first(jobs: list[dict]) -> list[int]:
-    """Indices of ``jobs`` by decreasing ``estimate_s`` (0 when absent), ties in list order."""
-    return sorted(range(len(jobs)), key=lambda i: -float(jobs[i].get("estimate_s") or 0.0))
+def priorities(jobs: list[dict]) -> list[float]:
+    """Each job's ``estimate_s`` plus its dependants' (``job["after"]`` names a prerequisite's
+    label): a job that unblocks long work counts as long, so it starts early.
+
+    Raises ``ValueError`` for an ``after`` that names no job, or a cycle.
+    """
+    index = {j["label"]: i for i, j in enumerate(jobs) if "label" in j}
+    prio: dict[int, float] = {}
+
+    def prerequisite(i: int) -> int | None:
+        after = jobs[i].get("after")
+        if after is None:
+            return None
+        if after not in index:
+            raise ValueError(f"job {jobs[i]['label']!r} runs after {after!r}, which is not a "
+                             f"job of this run; choose from {sorted(index)}")
+        return index[after]
+
+    def total(i: int, seen: tuple[int, ...] = ()) -> float:
+        if i in seen:
+            raise ValueError(f"jobs {[jobs[k]['label'] for k in seen]} wait for each other")
+        if i not in prio:
+            prio[i] = float(jobs[i].get("estimate_s") or 0.0) + max(
+                (total(k, (*seen, i)) for k in range(len(jobs)) if prerequisite(k) == i),
+                default=0.0)
+        return prio[i]
+
+    for i in range(len(jobs)):
+        prerequisite(i)
+    return [total(i) for i in range(len(jobs))]
+
+
+def longest_first(jobs: list[dict], done: set[int] | None = None) -> list[int]:
+    """Indices of the jobs not ``done`` that can start (their ``after`` job is ``done``), by
+    decreasing :func:`priorities`, ties in list order; with ``done=None``, every job."""
+    prio = priorities(jobs)
+    if done is None:
+        return sorted(range(len(jobs)), key=lambda i: -prio[i])
+    index = {j["label"]: i for i, j in enumerate(jobs) if "label" in j}
+    ready = [i for i, j in enumerate(jobs) if i not in done
+             and (j.get("after") is None or index[j["after"]] in done)]
+    return sorted(ready, key=lambda i: -prio[i])
 
 
 def makespan_s(estimates: list[float], workers: int, setup_s: float = 0.0) -> float:
@@ -113,16 +152,29 @@ def makespan_s(estimates: list[float], workers: int, setup_s: float = 0.0) -> fl
 def run_jobs(jobs: list[dict], workers: int = 1, progress: bool = True) -> list[dict]:
     """Run ``jobs``; with ``workers > 1`` in separate processes of one thread each.
 
-    Workers take the jobs with the largest ``job["estimate_s"]`` (optional) first, which
-    shortens the run when a few jobs dominate; results come back in the order of ``jobs``.
+    Workers take the jobs of largest :func:`priorities` first, which shortens the run when a
+    few jobs dominate; a job with ``job["after"] = label`` starts once that job has finished
+    (e.g. one that warm-starts from its checkpoint). Results come back in the order of ``jobs``.
     """
-    if workers <= 1:
-        return [run_job(j, progress=progress) for j in tqdm(jobs, desc="methods",
-                                                            disable=not progress)]
     results: dict[int, dict] = {}
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futs = {pool.submit(_worker, jobs[i]): i for i in longest_first(jobs)}
-        for fut in tqdm(as_completed(futs), total=len(futs), desc="methods",
-                        disable=not progress):
-            results[futs[fut]] = fut.result()
+    pending = set(range(len(jobs)))
+    with tqdm(total=len(jobs), desc="methods", disable=not progress) as bar:
+        if workers <= 1:
+            while pending:
+                i = next(k for k in longest_first(jobs, set(results)) if k in pending)
+                results[i] = run_job(jobs[i], progress=progress)
+                pending.discard(i)
+                bar.update()
+            return [results[i] for i in range(len(jobs))]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            running: dict = {}
+            while pending or running:
+                free = workers - len(running)
+                for i in [k for k in longest_first(jobs, set(results)) if k in pending][:free]:
+                    running[pool.submit(_worker, jobs[i])] = i
+                    pending.discard(i)
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    results[running.pop(fut)] = fut.result()
+                    bar.update()
     return [results[i] for i in range(len(jobs))]

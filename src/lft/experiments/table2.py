@@ -28,7 +28,7 @@ from lft.experiments.results import (
     utc_now,
     write_json,
 )
-from lft.experiments.runner import makespan_s, run_jobs
+from lft.experiments.runner import job_key, makespan_s, run_jobs
 from lft.meta.evaluate import Curve
 from lft.meta.learners import preset
 from lft.tasks.presets import IMAGE_RULE, family_config
@@ -39,8 +39,10 @@ TESTS = ("mnist", "cifar10", "mnist+cifar10")
 TRAIN = ("cifar10", "mnist+cifar10")
 TITLES = {"mnist": "MNIST, MLP", "cifar10": "CIFAR-10, CNN",
           "mnist+cifar10": "MNIST+CIFAR-10, MLP+CNN"}
-NOT_APPLICABLE = ("not applicable: MAML meta-learns one initialisation, and MNIST-MLP and "
-                  "CIFAR-10-CNN tasks do not share parameter shapes")
+NOT_APPLICABLE = ("not applicable: MAML and LFT+INIT meta-learn one initialisation, and "
+                  "MNIST-MLP and CIFAR-10-CNN tasks do not share parameter shapes")
+#: Methods that meta-learn an initialisation: run on CIFAR-10 only (congruous tasks).
+INIT_LEARNERS = ("maml", "lft+init")
 
 #: The paper's Table 2 (accuracy %, ± as printed), by (train, method) and test source.
 PAPER: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
@@ -58,18 +60,21 @@ PAPER: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
 #: ``meta_batch`` is one number for every method or one per method.
 #: ``eval_chunk`` tasks run at once: small chunks keep Conv-4 activations in cache.
 PROFILES: dict[str, dict] = {
-    "quick": {"iterations": {"lft": 3, "l2o": 3, "maml": 3}, "meta_batch": 2, "steps": 5,
+    "quick": {"iterations": {"lft": 3, "l2o": 3, "maml": 3, "lft+init": 3}, "meta_batch": 2,
+              "steps": 5,
               "test_tasks": 20, "tune_tasks": 10,
               "lr_grid": {"sgd": [0.01, 0.1], "adam": [0.001, 0.01]},
-              "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "maml": 1e-3}, "lr_decay": 0.1,
-              "maml_inner": {"lr": 0.1, "steps": 1}, "eval_chunk": 10, "workers": 2},
-    "paper": {"iterations": {"lft": 250, "l2o": 250, "maml": 300},
+              "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "maml": 1e-3, "lft+init": 3e-3},
+              "lr_decay": 0.1, "maml_inner": {"lr": 0.1, "steps": 1}, "eval_chunk": 10,
+              "workers": 2},
+    "paper": {"iterations": {"lft": 250, "l2o": 250, "maml": 300, "lft+init": 250},
               "meta_batch": 4,
               "steps": 20, "test_tasks": 500, "tune_tasks": 60,
               "lr_grid": {"sgd": [0.01, 0.03, 0.1, 0.3, 1.0],
                           "adam": [0.0003, 0.001, 0.003, 0.01, 0.03]},
-              "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "maml": 1e-3}, "lr_decay": 0.1,
-              "maml_inner": {"lr": 0.1, "steps": 5}, "eval_chunk": 10, "workers": 2},
+              "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "maml": 1e-3, "lft+init": 3e-3},
+              "lr_decay": 0.1, "maml_inner": {"lr": 0.1, "steps": 5}, "eval_chunk": 10,
+              "workers": 2},
 }
 
 
@@ -77,7 +82,7 @@ PROFILES: dict[str, dict] = {
 #: 2026-11-25 (meta-batch 4); used only to deal the longest jobs first.
 TRAIN_S_PER_TASK = {("lft", "cifar10"): 0.76, ("l2o", "cifar10"): 1.27,
                     ("lft", "mnist+cifar10"): 0.70, ("l2o", "mnist+cifar10"): 0.98,
-                    ("maml", "cifar10"): 0.21}
+                    ("maml", "cifar10"): 0.21, ("lft+init", "cifar10"): 0.76}
 #: Seconds to test 500 tasks for 20 steps, and to tune one learning-rate grid on 60 tasks.
 TEST_S = {"mnist": 40.0, "cifar10": 250.0}
 TUNE_S = {"mnist": 10.0, "cifar10": 80.0}
@@ -131,6 +136,15 @@ def make_jobs(profile: dict, out: Path, seed: int, data_dir: str | None) -> list
     jobs.append(job(_label("cifar10", maml.label), family_config("cifar10", data_dir), maml,
                     train=train_cfg("maml"), tests={"cifar10": tests["cifar10"]},
                     train_source="cifar10"))
+    # beyond the paper: the learned rule with a learned initialisation, started from MAML's
+    # (MAML's SGD step at its inner learning rate plus an LSTM correction that starts at zero)
+    hybrid = preset("lft+init", horizon=steps)
+    sgd, lstm = hybrid.rule["rules"]
+    hybrid.rule = {**hybrid.rule, "rules": [{**sgd, "lr": inner["lr"]}, {**lstm, **IMAGE_RULE}]}
+    jobs.append(job(_label("cifar10", hybrid.label), family_config("cifar10", data_dir), hybrid,
+                    train=train_cfg("lft+init"), tests={"cifar10": tests["cifar10"]},
+                    train_source="cifar10", after=_label("cifar10", maml.label),
+                    init_from=str(out / "checkpoints" / f"{job_key(jobs[-1])}.safetensors")))
     for name in ("sgd", "adam"):
         for source in SOURCES:
             cfg = preset(name, horizon=steps)
@@ -195,11 +209,12 @@ def write_table(path: Path, table: dict, outcomes: list[dict], profile_name: str
              "", "| meta-train on | method | " + " | ".join(f"test ({TITLES[t]})" for t in TESTS)
              + " |", "|---|---|" + "---|" * len(TESTS)]
     for train in TRAIN:
-        for name in ("maml", "l2o", "lft"):
+        for name in ("maml", "l2o", "lft", "lft+init"):
             row = []
             for test in TESTS:
                 paper = PAPER.get((train, name), {}).get(test)
-                ref = f" [{paper[0]:g} ± {paper[1]:g}]" if paper else " [N/A]"
+                ref = (f" [{paper[0]:g} ± {paper[1]:g}]" if paper else
+                       " [not in paper]" if name == "lft+init" else " [N/A]")
                 ours = table.get((train, name, test))
                 row.append((_fmt(ours["accuracy"], steps) if ours is not None else "N/A") + ref)
             lines.append(f"| ({TITLES[train]}) | {name.upper()} | " + " | ".join(row) + " |")
@@ -211,6 +226,9 @@ def write_table(path: Path, table: dict, outcomes: list[dict], profile_name: str
                      + " |")
     at = [k for k in CLAIM_STEPS if k <= steps] or [steps]
     lines += ["", f"N/A: {NOT_APPLICABLE}.", "",
+              "LFT+INIT (beyond the paper): the same learned rule with a learned "
+              "initialisation, meta-trained together for the same budget, the initialisation "
+              "starting from MAML's.", "",
               "Claims checked at the same number of fine-tuning steps k (paired over the same "
               "test tasks and random starts; accuracy difference in points, mean ± 95% CI; "
               "k = " + ", ".join(map(str, at)) + "):", "",
@@ -219,6 +237,8 @@ def write_table(path: Path, table: dict, outcomes: list[dict], profile_name: str
     claims = [(f"LFT − L2O [{train}]", (train, "lft"), (train, "l2o")) for train in TRAIN]
     claims += [(f"LFT [{train}] − {b.upper()}", (train, "lft"), ("none", b))
                for train in TRAIN for b in ("adam", "sgd")]
+    claims += [(f"LFT+INIT [cifar10] − {b.upper()}", ("cifar10", "lft+init"), (train, b))
+               for train, b in (("cifar10", "maml"), ("cifar10", "lft"), ("none", "adam"))]
     for title, a, b in claims:
         row = []
         for test in TESTS:
@@ -317,10 +337,12 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
         rows += curve_rows(Curve("accuracy", curves["accuracy"]), name, "fo", train, test)
     for train in TRAIN:
         for test in TESTS:
-            if (train, "maml", test) not in table:
-                rows.append({"method": "maml", "oracle": "fo", "train_source": train,
-                             "test_source": test, "metric": "accuracy", "step": prof["steps"],
-                             "mean": None, "ci95": None, "n": 0, "note": NOT_APPLICABLE})
+            for name in INIT_LEARNERS:
+                if (train, name, test) not in table:
+                    rows.append({"method": name, "oracle": "fo", "train_source": train,
+                                 "test_source": test, "metric": "accuracy",
+                                 "step": prof["steps"], "mean": None, "ci95": None, "n": 0,
+                                 "note": NOT_APPLICABLE})
     config = {"profile": prof, "workers": workers, "data_dir": data_dir,
               "mix_column": "pooled MNIST and CIFAR-10 test tasks (equal numbers)",
               "jobs": [{k: v for k, v in j.items() if k != "out"} for j in jobs],
