@@ -25,7 +25,7 @@ def test_table2_paper_profile_fits_its_time_budget_and_deals_meta_training_first
     first = [jobs[i] for i in longest_first(jobs)][:4]
     assert all("train" in j for j in first)
     assert {j["train"]["meta_batch"] for j in jobs if j["method"]["name"] in ("lft", "l2o")} == {
-        table2.meta_batch(table2.PROFILES["paper"], "lft")}
+        table2.PROFILES["paper"]["meta_batch"]}
 
 
 def test_a_job_that_unblocks_long_work_starts_first_and_dependants_wait():

@@ -95,35 +95,39 @@ def _worker(job: dict) -> dict:
     return run_job(job, progress=False, threads=1)
 
 
-def priorities(jobs: list[dict]) -> list[float]:
-    """Each job's ``estimate_s`` plus its dependants' (``job["after"]`` names a prerequisite's
-    label): a job that unblocks long work counts as long, so it starts early.
+def prerequisites(jobs: list[dict]) -> list[int | None]:
+    """For each job, the index of the job it waits for (``job["after"]`` names its label).
 
-    Raises ``ValueError`` for an ``after`` that names no job, or a cycle.
+    Raises ``ValueError`` for an ``after`` that names no job of the run.
     """
     index = {j["label"]: i for i, j in enumerate(jobs) if "label" in j}
-    prio: dict[int, float] = {}
+    out: list[int | None] = []
+    for j in jobs:
+        after = j.get("after")
+        if after is not None and after not in index:
+            raise ValueError(f"job {j['label']!r} runs after {after!r}, which is not a job of "
+                             f"this run; choose from {sorted(index)}")
+        out.append(None if after is None else index[after])
+    return out
 
-    def prerequisite(i: int) -> int | None:
-        after = jobs[i].get("after")
-        if after is None:
-            return None
-        if after not in index:
-            raise ValueError(f"job {jobs[i]['label']!r} runs after {after!r}, which is not a "
-                             f"job of this run; choose from {sorted(index)}")
-        return index[after]
+
+def priorities(jobs: list[dict]) -> list[float]:
+    """Each job's ``estimate_s`` plus its longest chain of dependants': a job that unblocks
+    long work counts as long, so it starts early.
+
+    Raises ``ValueError`` for a bad ``after`` (:func:`prerequisites`) or a cycle.
+    """
+    before = prerequisites(jobs)
+    prio: dict[int, float] = {}
 
     def total(i: int, seen: tuple[int, ...] = ()) -> float:
         if i in seen:
             raise ValueError(f"jobs {[jobs[k]['label'] for k in seen]} wait for each other")
         if i not in prio:
             prio[i] = float(jobs[i].get("estimate_s") or 0.0) + max(
-                (total(k, (*seen, i)) for k in range(len(jobs)) if prerequisite(k) == i),
-                default=0.0)
+                (total(k, (*seen, i)) for k, b in enumerate(before) if b == i), default=0.0)
         return prio[i]
 
-    for i in range(len(jobs)):
-        prerequisite(i)
     return [total(i) for i in range(len(jobs))]
 
 
@@ -133,9 +137,8 @@ def longest_first(jobs: list[dict], done: set[int] | None = None) -> list[int]:
     prio = priorities(jobs)
     if done is None:
         return sorted(range(len(jobs)), key=lambda i: -prio[i])
-    index = {j["label"]: i for i, j in enumerate(jobs) if "label" in j}
-    ready = [i for i, j in enumerate(jobs) if i not in done
-             and (j.get("after") is None or index[j["after"]] in done)]
+    ready = [i for i, b in enumerate(prerequisites(jobs))
+             if i not in done and (b is None or b in done)]
     return sorted(ready, key=lambda i: -prio[i])
 
 
@@ -160,10 +163,9 @@ def run_jobs(jobs: list[dict], workers: int = 1, progress: bool = True) -> list[
     pending = set(range(len(jobs)))
     with tqdm(total=len(jobs), desc="methods", disable=not progress) as bar:
         if workers <= 1:
-            while pending:
-                i = next(k for k in longest_first(jobs, set(results)) if k in pending)
+            while len(results) < len(jobs):
+                i = longest_first(jobs, set(results))[0]
                 results[i] = run_job(jobs[i], progress=progress)
-                pending.discard(i)
                 bar.update()
             return [results[i] for i in range(len(jobs))]
         with ProcessPoolExecutor(max_workers=workers) as pool:

@@ -57,7 +57,6 @@ PAPER: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
 
 
 #: Each profile: meta-training budget, test tasks per source, tuning budget, workers.
-#: ``meta_batch`` is one number for every method or one per method.
 #: ``eval_chunk`` tasks run at once: small chunks keep Conv-4 activations in cache.
 PROFILES: dict[str, dict] = {
     "quick": {"iterations": {"lft": 3, "l2o": 3, "maml": 3, "lft+init": 3}, "meta_batch": 2,
@@ -68,8 +67,7 @@ PROFILES: dict[str, dict] = {
               "lr_decay": 0.1, "maml_inner": {"lr": 0.1, "steps": 1}, "eval_chunk": 10,
               "workers": 2},
     "paper": {"iterations": {"lft": 250, "l2o": 250, "maml": 300, "lft+init": 250},
-              "meta_batch": 4,
-              "steps": 20, "test_tasks": 500, "tune_tasks": 60,
+              "meta_batch": 4, "steps": 20, "test_tasks": 500, "tune_tasks": 60,
               "lr_grid": {"sgd": [0.01, 0.03, 0.1, 0.3, 1.0],
                           "adam": [0.0003, 0.001, 0.003, 0.01, 0.03]},
               "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "maml": 1e-3, "lft+init": 3e-3},
@@ -86,12 +84,6 @@ TRAIN_S_PER_TASK = {("lft", "cifar10"): 0.76, ("l2o", "cifar10"): 1.27,
 #: Seconds to test 500 tasks for 20 steps, and to tune one learning-rate grid on 60 tasks.
 TEST_S = {"mnist": 40.0, "cifar10": 250.0}
 TUNE_S = {"mnist": 10.0, "cifar10": 80.0}
-
-
-def meta_batch(profile: dict, name: str) -> int:
-    """The profile's meta-batch for method ``name`` (one number for all, or one per method)."""
-    mb = profile["meta_batch"]
-    return int(mb[name] if isinstance(mb, dict) else mb)
 
 
 def estimate_s(job: dict) -> float:
@@ -120,7 +112,7 @@ def make_jobs(profile: dict, out: Path, seed: int, data_dir: str | None) -> list
                 "test_seed": seed, "eval_chunk": profile["eval_chunk"], **extra}
 
     def train_cfg(name: str) -> dict:
-        return {"iterations": profile["iterations"][name], "meta_batch": meta_batch(profile, name),
+        return {"iterations": profile["iterations"][name], "meta_batch": profile["meta_batch"],
                 "meta_lr": profile["meta_lr"][name], "clip": 1.0, "seed": seed,
                 "log_every": 10, "lr_decay": profile["lr_decay"]}
 
