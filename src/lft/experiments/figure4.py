@@ -53,8 +53,8 @@ METHODS = [("lft", False), ("lft", True), ("l2o", False), ("l2o", True), ("maml"
            ("lft+init", False), ("sgd", False), ("adam", False)]
 #: Wall seconds of each job in the paper run of ``results/figure4/`` (2 workers), scaled by a
 #: profile's meta-iterations to deal the longest jobs first; only their order matters.
-PAPER_COST_S = {"FO-LFT": 678, "ZO-LFT": 556, "FO-L2O": 641, "ZO-L2O": 595, "MAML": 76,
-                "FO-LFT+INIT": 681, "SGD": 1, "Adam": 1}
+PAPER_COST_S = {"FO-LFT": 416, "ZO-LFT": 469, "FO-L2O": 436, "ZO-L2O": 511, "MAML": 51,
+                "FO-LFT+INIT": 420, "SGD": 1, "Adam": 1}
 
 
 def make_jobs(profile: dict, out: Path, seed: int) -> list[dict]:
