@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     prof = table1.PROFILES["paper"]
     tuning = json.loads(Path(a.run).read_text())["config"]["tuning"]
     lrs = table1.tuned_lrs(tuning)
-    if (("adam", "mnist", table1.lam_key(a.lam))) not in lrs:
+    if ("adam", "mnist", table1.lam_key(a.lam)) not in lrs:
         raise SystemExit(f"lambda {a.lam:g} is not in the run's grid {prof['lams']}")
     jobs = table1.make_jobs(prof, Path("/tmp/lft-probe"), 0, a.data_dir, a.lam, lrs)
     lft_job = next(j for j in jobs if j["label"].startswith(f"FO-LFT [{a.train}]"))
