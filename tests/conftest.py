@@ -1,3 +1,4 @@
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,16 @@ def double_tasks(tasks: TaskBatch) -> TaskBatch:
     """The same tasks in float64 (for finite-difference checks)."""
     data = {k: (x.double(), y.double()) for k, (x, y) in tasks.data.items()}
     return TaskBatch(tasks.model, data, tasks.loss_fn, tasks.metric_fns, tasks.primary_metric)
+
+
+def load_script(folder: str, name: str):
+    """The script ``FOLDER/NAME.py`` of the repository (``examples``, ``probes``) as a module,
+    its ``main(argv)`` not yet run."""
+    path = Path(__file__).resolve().parents[1] / folder / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{folder}_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

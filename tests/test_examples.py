@@ -1,21 +1,13 @@
 """The worked examples in examples/ run (with tiny settings) and produce what they promise."""
 
-import importlib.util
-from pathlib import Path
+from functools import partial
 
 import pytest
 import torch
+from conftest import load_script
 
 torch.set_num_threads(1)
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def load(name: str):
-    """The example script ``examples/NAME.py`` as a module (its ``main(argv)`` not yet run)."""
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+load = partial(load_script, "examples")
 
 
 def test_fine_tune_your_model(capsys):

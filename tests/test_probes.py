@@ -1,21 +1,14 @@
 """The probes behind the README's claims stay runnable: each parses its options and says how to
 run it; the CIFAR-10 plateau probe runs end to end on two tasks."""
 
-import importlib.util
-from pathlib import Path
+from functools import partial
 
 import pytest
 import torch
+from conftest import load_script
 
 torch.set_num_threads(1)
-PROBES = Path(__file__).resolve().parents[1] / "probes"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"probe_{name}", PROBES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+load = partial(load_script, "probes")
 
 
 @pytest.mark.parametrize("name", ["uap_meta_lambda", "cifar_plateau"])

@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
+import pytest
+
 from lft.experiments import table2
-from lft.experiments.runner import longest_first, makespan_s
+from lft.experiments.runner import longest_first, makespan_s, priorities
 
 
 def test_longest_first_orders_by_estimate_and_keeps_ties_in_order():
@@ -31,16 +33,12 @@ def test_table2_paper_profile_fits_its_time_budget_and_deals_meta_training_first
 def test_a_job_that_unblocks_long_work_starts_first_and_dependants_wait():
     jobs = [{"label": "a", "estimate_s": 1.0}, {"label": "b", "estimate_s": 10.0, "after": "a"},
             {"label": "c", "estimate_s": 5.0}]
-    from lft.experiments.runner import priorities
     assert priorities(jobs) == [11.0, 10.0, 5.0]
     assert longest_first(jobs, done=set()) == [0, 2]  # b waits for a
     assert longest_first(jobs, done={0}) == [1, 2]
 
 
 def test_bad_dependencies_are_named():
-    import pytest
-
-    from lft.experiments.runner import priorities
     with pytest.raises(ValueError, match="'b' runs after 'x', which is not a job"):
         priorities([{"label": "a"}, {"label": "b", "after": "x"}])
     with pytest.raises(ValueError, match="wait for each other"):
