@@ -18,7 +18,7 @@ from lft.meta.learners import METHODS
 from lft.tasks.presets import TASKS
 from lft.validation import one_line
 
-ARTEFACTS = ("figure4", "table1", "table2")
+ARTEFACTS = ("figure4", "table1", "table2", "budgets")
 #: Modules that add their own sub-commands: each defines ``register(subparsers)``, which adds
 #: a parser and sets its ``handler`` default to a function ``(args) -> exit status``.
 COMMAND_MODULES: tuple[str, ...] = ("lft.analysis.cli", "lft.attacks.cli")

@@ -32,7 +32,9 @@ def run_job(job: dict, progress: bool = True, threads: int | None = None) -> dic
     """Meta-train (or tune) one method and evaluate it on the held-out test tasks.
 
     ``job["tests"]`` (optional) maps names to family configurations to test on instead of the
-    training family: a fine-tuner meta-trained on one source tested on another.
+    training family: a fine-tuner meta-trained on one source tested on another; with
+    ``job["record"]`` (optional) only those steps are measured there. A job that neither
+    meta-learns nor has ``job["tune"]`` evaluates its rule as configured.
     """
     if threads:
         torch.set_num_threads(threads)
@@ -55,7 +57,7 @@ def run_job(job: dict, progress: bool = True, threads: int | None = None) -> dic
                                family, extra={"train": job["train"],
                                               "stats": trainer.stats.__dict__})
         record.update(train_stats=dict(trainer.stats.__dict__), checkpoint=str(ckpt))
-    else:
+    elif "tune" in job:
         tune = job["tune"]
         best, scores = tune_learning_rate(cfg, family, tune["grid"], steps=job["steps"],
                                           n_tasks=tune["tasks"], seed=job["seed"],
@@ -63,13 +65,15 @@ def run_job(job: dict, progress: bool = True, threads: int | None = None) -> dic
         cfg.rule["lr"] = best
         method = Method(cfg, family, seed=job["seed"])
         record.update(tuned_lr=best, tuning_scores={str(k): v for k, v in scores.items()})
+    else:  # a fixed rule (e.g. a learning rate tuned elsewhere): evaluate it as configured
+        method = Method(cfg, family, seed=job["seed"])
     record["method_config"] = cfg.to_dict()
     if "tests" in job:  # evaluate on each named test family (e.g. other image sources)
         record["tests"] = {}
         for name, test_family in job["tests"].items():
             curves = evaluate(method, build_family(test_family), n_tasks=job["test_tasks"],
                               steps=job["steps"], seed=job["test_seed"], progress=progress,
-                              chunk=job.get("eval_chunk", 250))
+                              chunk=job.get("eval_chunk", 250), record=job.get("record"))
             record["tests"][name] = {k: c.values.tolist() for k, c in curves.items()}
     else:
         curves = evaluate(method, family, n_tasks=job["test_tasks"], steps=job["steps"],

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lft import validation
-from lft.meta.learners import Method, MethodConfig, recorded_steps
+from lft.meta.learners import Method, MethodConfig, recorded_steps, with_base_lr
 from lft.seeding import generator as make_generator
 from lft.tasks.base import TaskFamily, as_groups
 
@@ -103,18 +103,16 @@ def evaluate(method: Method, family: TaskFamily, n_tasks: int = 500, steps: int 
     return {name: Curve(name, torch.cat(vs), kept) for name, vs in parts.items()}
 
 
-def tune_learning_rate(config: MethodConfig, family: TaskFamily, grid: list[float],
-                       steps: int = 20, n_tasks: int = 100, seed: int = 0,
-                       chunk: int | None = None, record=None
-                       ) -> tuple[float, dict[float, float]]:
-    """Pick a hand-designed rule's learning rate on meta-training-stream tasks.
+def validation_losses(config: MethodConfig, family: TaskFamily, grid: list[float],
+                      steps: int = 20, n_tasks: int = 100, seed: int = 0,
+                      chunk: int | None = None, record=None) -> dict[float, torch.Tensor]:
+    """Validation loss of a hand-designed rule at each learning rate of ``grid``, per task
+    and recorded step: ``{lr: (n_tasks, len(recorded steps))}``, on meta-training-stream
+    tasks (never test tasks). Every learning rate sees the same tasks and random starts.
 
-    Score: validation loss averaged over steps ``1..steps`` (the area under the curve, the
-    same quantity LFT's uniform-weight meta-loss measures). Test tasks (and, for image
-    families, meta-test images) are never seen. ``chunk`` bounds how many tasks run at once
-    (memory); it changes which tasks are drawn, so compare methods at the same ``chunk``.
-    ``record`` (optional, e.g. every 5th step): average the loss over these steps (those > 0)
-    only, which saves most of the cost of measuring it on image tasks.
+    ``chunk`` bounds how many tasks run at once (memory); it changes which tasks are drawn,
+    so compare methods at the same ``chunk``. ``record`` (optional): the steps to measure
+    (default every step of ``0..steps``).
     """
     where = "tune_learning_rate"
     grid = [validation.positive("learning rate in grid", lr, where)
@@ -123,9 +121,9 @@ def tune_learning_rate(config: MethodConfig, family: TaskFamily, grid: list[floa
         raise ValueError(f"{where}: grid must list at least one learning rate")
     steps = validation.integer("steps", steps, 1, where=where)
     n_tasks = validation.integer("n_tasks", n_tasks, 1, where=where)
-    scores: dict[float, float] = {}
+    out: dict[float, torch.Tensor] = {}
     for lr in grid:
-        cfg = MethodConfig.from_dict({**config.to_dict(), "rule": {**config.rule, "lr": lr}})
+        cfg = MethodConfig.from_dict({**config.to_dict(), "rule": with_base_lr(config.rule, lr)})
         method = Method(cfg, family, seed)
         task_gen = make_generator(seed, "lr-tuning-tasks")
         init_gen = make_generator(seed, "lr-tuning-init")
@@ -135,8 +133,51 @@ def tune_learning_rate(config: MethodConfig, family: TaskFamily, grid: list[floa
             losses += [method.curve(t, steps, init_gen, "val", record)["loss"]
                        for t in as_groups(family.sample(b, task_gen))]
             done += b
-        later = [i for i, k in enumerate(recorded_steps(steps, record)) if k > 0]
-        score = torch.cat(losses)[:, later].mean()
-        scores[lr] = float(score) if torch.isfinite(score) else float("inf")
-    best = min(scores, key=scores.get)
-    return best, scores
+        out[lr] = torch.cat(losses)
+    return out
+
+
+def _finite(score: torch.Tensor) -> float:
+    return float(score) if torch.isfinite(score) else float("inf")
+
+
+def tune_learning_rate(config: MethodConfig, family: TaskFamily, grid: list[float],
+                       steps: int = 20, n_tasks: int = 100, seed: int = 0,
+                       chunk: int | None = None, record=None
+                       ) -> tuple[float, dict[float, float]]:
+    """Pick a hand-designed rule's learning rate on meta-training-stream tasks.
+
+    Score: validation loss averaged over steps ``1..steps`` (the area under the curve, the
+    same quantity LFT's uniform-weight meta-loss measures). Test tasks (and, for image
+    families, meta-test images) are never seen. ``chunk`` and ``record`` as in
+    :func:`validation_losses` (with ``record``, the loss is averaged over the recorded steps
+    after 0 only, which saves most of the cost of measuring it on image tasks).
+    """
+    losses = validation_losses(config, family, grid, steps, n_tasks, seed, chunk, record)
+    later = [i for i, k in enumerate(recorded_steps(steps, record)) if k > 0]
+    scores = {lr: _finite(v[:, later].mean()) for lr, v in losses.items()}
+    return min(scores, key=scores.get), scores
+
+
+def tune_per_budget(config: MethodConfig, family: TaskFamily, grid: list[float],
+                    budgets: list[int], n_tasks: int = 100, seed: int = 0,
+                    chunk: int | None = None) -> tuple[dict[int, float], dict]:
+    """The best learning rate for each budget ``k`` of ``budgets``, scored by the validation
+    loss *at step k* on meta-training-stream tasks (the best step size after 1 step is not the
+    best after 20), and the AUC choice of :func:`tune_learning_rate` (key ``"auc"``) from the
+    same curves.
+
+    Returns ``({k: lr}, {"loss_at_k": {k: {lr: score}}, "auc": {lr: score}, "best_auc": lr})``.
+    A rival tuned this way is the strongest constant-step rule at every budget it is
+    compared at.
+    """
+    budgets = sorted({validation.integer("budget", k, 1, where="tune_per_budget")
+                      for k in validation.sequence("budgets", budgets, where="tune_per_budget")})
+    if not budgets:
+        raise ValueError("tune_per_budget: budgets must name at least one step")
+    steps = budgets[-1]
+    losses = validation_losses(config, family, grid, steps, n_tasks, seed, chunk)
+    at_k = {k: {lr: _finite(v[:, k].mean()) for lr, v in losses.items()} for k in budgets}
+    auc = {lr: _finite(v[:, 1:].mean()) for lr, v in losses.items()}
+    best = {k: min(scores, key=scores.get) for k, scores in at_k.items()}
+    return best, {"loss_at_k": at_k, "auc": auc, "best_auc": min(auc, key=auc.get)}

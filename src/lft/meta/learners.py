@@ -9,8 +9,14 @@ method         update rule      initialisation    meta-loss  learned
 ``l2o``        coordinate LSTM  random            ``D_tr``   rule (splits merged)
 ``maml``       SGD, alpha=0.01  learned           ``D_val``  initialisation
 ``lft+init``   coordinate LSTM  learned           ``D_val``  rule and initialisation
+``lft+adam``   Adam + LSTM      random            ``D_val``  schedule and correction
 ``sgd/adam``   hand-designed    random            --         nothing (lr tuned)
 =============  ===============  ================  =========  ======================
+
+The residual rules ``lft+adam``, ``lft+sgd`` and ``lft+signsgd`` are a hand-designed base at
+its tuned learning rate, times a learned per-step, per-layer-kind multiplier
+(:class:`lft.rules.Scheduled`), plus a coordinate-LSTM correction whose head starts at zero:
+they start as exactly the tuned base, so meta-training is judged on what it adds.
 
 plus the gradient oracle (first- or zeroth-order) and the meta-training horizon. A new method
 is a new :class:`MethodConfig`, not a new code path.
@@ -142,18 +148,85 @@ class MethodConfig:
     @property
     def label(self) -> str:
         """Table label, e.g. ``FO-LFT`` or ``MAML``."""
-        if self.name in ("lft", "l2o", "lft+init"):
+        if self.name in ("lft", "l2o", "lft+init", *RESIDUAL):
             return f"{self.oracle_kind.upper()}-{self.name.upper()}"
         return {"maml": "MAML", "sgd": "SGD", "adam": "Adam", "signsgd": "signSGD"}.get(
             self.name, self.name)
 
 
-METHODS = ("lft", "l2o", "maml", "lft+init", "sgd", "adam", "signsgd")
+#: residual learned rules and their hand-designed base
+RESIDUAL = {"lft+adam": "adam", "lft+sgd": "sgd", "lft+signsgd": "signsgd"}
+METHODS = ("lft", "l2o", "maml", "lft+init", "sgd", "adam", "signsgd", *RESIDUAL)
+#: the learning rate of a hand-designed rule (and of a residual rule's base) when none is given
+BASE_LR = 0.01
 
 
-def preset(name: str, zo: bool = False, **overrides) -> MethodConfig:
-    """The paper's methods as configurations; ``overrides`` replace any field."""
+def residual_rule(base: str, lr: float = BASE_LR, steps: int = 20, schedule: bool = True,
+                  lstm: dict | None = None) -> dict:
+    """The rule of a residual method: ``base`` at ``lr`` (under a learned per-step, per-role
+    multiplier of ``steps`` rows when ``schedule``) plus an LSTM correction whose head starts
+    at zero (``lstm`` overrides its options, e.g. ``{"output_scale": 0.01}``)."""
+    if base not in ("adam", "sgd", "signsgd"):
+        raise ValueError(f"unknown base rule {base!r}; choose from adam, sgd, signsgd")
+    first = {"type": base, "lr": v.positive("base learning rate", lr, "residual_rule")}
+    if schedule:
+        first = {"type": "scheduled", "rule": first,
+                 "steps": v.integer("schedule steps", steps, 1, where="residual_rule"),
+                 "per_role": True, "gain": 10.0}
+    return {"type": "sum", "rules": [first, {**DEFAULT_LSTM, "head_init": 0.0, **(lstm or {})}]}
+
+
+def with_lstm_options(rule: dict, options: dict) -> dict:
+    """``rule`` with ``options`` set on every coordinate LSTM inside it (a copy); e.g. the
+    step bound ``{"output_scale": 0.01}`` image tasks want, in a plain or a residual rule."""
+    rule = copy.deepcopy(rule)
+    if rule.get("type") == "lstm":
+        return {**rule, **options}
+    if "rules" in rule:
+        rule["rules"] = [with_lstm_options(r, options) for r in rule["rules"]]
+    if "rule" in rule:
+        rule["rule"] = with_lstm_options(rule["rule"], options)
+    return rule
+
+
+def find_base_lr(rule: dict) -> float | None:
+    """The learning rate of the hand-designed rule inside ``rule`` (the base of a residual
+    rule, or the rule itself); ``None`` for a rule without one."""
+    if "lr" in rule:
+        return rule["lr"]
+    for part in rule.get("rules", []) + ([rule["rule"]] if "rule" in rule else []):
+        found = find_base_lr(part)
+        if found is not None:
+            return found
+    return None
+
+
+def with_base_lr(rule: dict, lr: float) -> dict:
+    """``rule`` (a copy) with the learning rate of its hand-designed rule set to ``lr``: the
+    rule itself (``adam``, ``sgd``...) or the base of a residual rule (the first part of a
+    ``sum``, inside its schedule)."""
+    rule = copy.deepcopy(rule)
+    if "lr" in rule or rule.get("type") in ("sgd", "adam", "signsgd"):
+        return {**rule, "lr": lr}
+    if "rule" in rule:
+        return {**rule, "rule": with_base_lr(rule["rule"], lr)}
+    if rule.get("type") == "sum":
+        return {**rule, "rules": [with_base_lr(rule["rules"][0], lr), *rule["rules"][1:]]}
+    raise ValueError(f"rule {rule.get('type')!r} has no hand-designed learning rate to set")
+
+
+def preset(name: str, zo: bool = False, base_lr: float | None = None,
+           **overrides) -> MethodConfig:
+    """The paper's methods (and the residual ones) as configurations.
+
+    ``overrides`` replace any field. ``base_lr`` sets the learning rate of a hand-designed
+    method or of a residual method's base (default :data:`BASE_LR`); the schedule of a
+    residual method has one row per step of its ``horizon``.
+    """
     oracle = dict(DEFAULT_ZO if zo else DEFAULT_FO)
+    if base_lr is not None and name in ("lft", "l2o", "lft+init"):
+        raise ValueError(f"base_lr: method {name!r} has no hand-designed base rule; "
+                         f"choose one of {sorted(RESIDUAL)}")
     if name == "lft":
         cfg = MethodConfig(name="lft", oracle=oracle)
     elif name == "l2o":
@@ -165,14 +238,20 @@ def preset(name: str, zo: bool = False, **overrides) -> MethodConfig:
         cfg = MethodConfig(name="lft+init", oracle=oracle, learn_init=True,
                            rule={"type": "sum", "rules": [{"type": "sgd", "lr": 0.01}, lstm]})
     elif name == "maml":
+        if base_lr is not None:
+            raise ValueError("base_lr: MAML's inner learning rate is set with rule={'lr': ...}")
         if not zo:
             oracle = {"type": "fo", "second_order": True}
         cfg = MethodConfig(name="maml", rule={"type": "sgd", "lr": 0.01, "momentum": 0.0},
                            learn_rule=False, learn_init=True, oracle=oracle,
                            weighting="final", normalize=False, horizon=1)
     elif name in ("sgd", "adam", "signsgd"):
-        cfg = MethodConfig(name=name, rule={"type": name, "lr": 0.01}, learn_rule=False,
-                           oracle=oracle, horizon=20)
+        cfg = MethodConfig(name=name, rule={"type": name, "lr": base_lr or BASE_LR},
+                           learn_rule=False, oracle=oracle, horizon=20)
+    elif name in RESIDUAL:
+        horizon = overrides.get("horizon", 20)
+        cfg = MethodConfig(name=name, oracle=oracle, horizon=horizon,
+                           rule=residual_rule(RESIDUAL[name], base_lr or BASE_LR, horizon))
     else:
         raise ValueError(f"unknown method {name!r}; choose from {list(METHODS)}")
     for key, value in overrides.items():

@@ -5,12 +5,12 @@ from __future__ import annotations
 from lft import validation
 from lft.rules import schema
 from lft.rules.base import State, UpdateRule, detach_state, tree_init, tree_update
-from lft.rules.combine import Sum
+from lft.rules.combine import Scheduled, Sum
 from lft.rules.handcrafted import SGD, Adam, SignSGD
 from lft.rules.lstm import CoordinateLSTM
 
 RULES: dict[str, type[UpdateRule]] = {
-    cls.kind: cls for cls in (CoordinateLSTM, SGD, Adam, SignSGD, Sum)
+    cls.kind: cls for cls in (CoordinateLSTM, SGD, Adam, SignSGD, Sum, Scheduled)
 }
 
 
@@ -35,9 +35,11 @@ def build(config: dict) -> UpdateRule:
 __all__ = [
     "RULES",
     "SGD",
+    "Scheduled",
     "Adam",
     "CoordinateLSTM",
     "SignSGD",
+    "Sum",
     "State",
     "UpdateRule",
     "build",

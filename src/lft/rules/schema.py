@@ -68,7 +68,20 @@ def _sum(o: dict, where: str) -> dict:
     return {**o, "rules": parts}
 
 
-CHECKS = {"lstm": _lstm, "sgd": _sgd, "adam": _adam, "signsgd": _sgd, "sum": _sum}
+def _scheduled(o: dict, where: str) -> dict:
+    out = dict(o)
+    out["rule"] = v.mapping("rule", o.get("rule"), where)
+    if "steps" in o:
+        out["steps"] = v.integer("steps", o["steps"], 1, 10_000, where)
+    if "per_role" in o:
+        out["per_role"] = v.boolean("per_role", o["per_role"], where)
+    if "gain" in o:
+        out["gain"] = v.positive("gain", o["gain"], where)
+    return out
+
+
+CHECKS = {"lstm": _lstm, "sgd": _sgd, "adam": _adam, "signsgd": _sgd, "sum": _sum,
+          "scheduled": _scheduled}
 
 
 def check(kind: str, options: dict, cls: type) -> dict:
