@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output-scale", type=_positive(float), default=None,
                    help="bound of the learned rule's step per coordinate (default 1; 0.01 for "
                         "image classification tasks)")
+    t.add_argument("--base-lr", type=_positive(float), default=None,
+                   help="learning rate of a residual method's hand-designed base (lft+adam, "
+                        "lft+sgd, lft+signsgd; default 0.01): tune it first, e.g. as "
+                        "`lft reproduce budgets` does")
     t.add_argument("--weighting", choices=("uniform", "linear", "final"), default=None)
     t.add_argument("--second-order", action="store_true",
                    help="keep the Hessian term of the meta-gradient (first-order oracle)")
@@ -166,6 +170,7 @@ def cmd_data(a) -> int:
 def cmd_train(a) -> int:
     from lft.meta import TrainConfig, preset
     from lft.meta.distributed import DistributedError, from_env
+    from lft.meta.learners import RESIDUAL, contains_rule, with_lstm_options
     from lft.tasks import named_family
     from lft.tasks.presets import RULE_DEFAULTS
 
@@ -189,11 +194,14 @@ def cmd_train(a) -> int:
                         "differentiated; the zeroth-order oracle (--zo) has no such choice")
     if a.second_order or a.first_order:
         overrides["oracle"] = {"second_order": bool(a.second_order)}
-    cfg = preset(name, zo=a.zo, **overrides)
-    if cfg.rule.get("type") == "lstm":  # the step bound the task wants, unless given
-        cfg.rule = {**cfg.rule, **RULE_DEFAULTS.get(a.task, {})}
-        if a.output_scale is not None:
-            cfg.rule["output_scale"] = a.output_scale
+    if a.base_lr is not None and name not in RESIDUAL:
+        raise UserError(f"--base-lr sets the base rule of {', '.join(sorted(RESIDUAL))}; "
+                        f"{name} has none")
+    cfg = preset(name, zo=a.zo, base_lr=a.base_lr, **overrides)
+    if contains_rule(cfg.rule, "lstm"):  # the step bound the task wants, unless given
+        cfg.rule = with_lstm_options(cfg.rule, {**RULE_DEFAULTS.get(a.task, {}),
+                                                **({} if a.output_scale is None
+                                                   else {"output_scale": a.output_scale})})
     elif a.output_scale is not None:
         raise UserError(f"--output-scale bounds a learned rule's steps; {name} has none")
     out = Path(a.out or f"runs/{a.task}-{cfg.label.lower().replace('+', '-plus-')}")

@@ -189,6 +189,12 @@ def with_lstm_options(rule: dict, options: dict) -> dict:
     return rule
 
 
+def contains_rule(rule: dict, kind: str) -> bool:
+    """Whether ``rule`` is, or combines, a rule of type ``kind`` (e.g. ``"lstm"``)."""
+    parts = rule.get("rules", []) + ([rule["rule"]] if "rule" in rule else [])
+    return rule.get("type") == kind or any(contains_rule(r, kind) for r in parts)
+
+
 def find_base_lr(rule: dict) -> float | None:
     """The learning rate of the hand-designed rule inside ``rule`` (the base of a residual
     rule, or the rule itself); ``None`` for a rule without one."""
