@@ -10,7 +10,7 @@ from lft import checkpoint
 from lft.cli import main
 from lft.experiments import budgets
 from lft.finetuner import FineTuner
-from lft.meta import Method, MetaTrainer, TrainConfig, preset
+from lft.meta import MetaTrainer, Method, TrainConfig, preset
 from lft.meta.evaluate import tune_learning_rate, tune_per_budget, validation_losses
 from lft.meta.learners import find_base_lr, with_base_lr, with_lstm_options
 from lft.rules import Adam, Scheduled, build
