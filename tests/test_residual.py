@@ -144,3 +144,20 @@ def test_budgets_quick_profile_writes_paired_rows(tmp_path, data_dir):
     assert all(r["ci95"] is not None for r in vs)
     assert (tmp_path / "budgets.md").read_text().count("lft+adam [") >= 8
     assert (tmp_path / "budgets.png").stat().st_size > 0
+
+
+def test_packaging_reads_one_meta_seed_and_skips_paired_rows(tmp_path):
+    from lft.pretrained.package import reported_from_results
+
+    row = {"method": "lft+adam", "oracle": "fo", "train_source": "mnist", "test_source": "mnist",
+           "metric": "accuracy", "n": 5}
+    rows = [{**row, "step": k, "mean": 0.5 + s / 10, "ci95": 0.1, "meta_seed": s}
+            for s in (0, 1) for k in (0, 1)]
+    rows += [{**row, "step": 1, "mean": 0.01, "ci95": 0.02, "versus": "adam", "meta_seed": 1}]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"artefact": "budgets", "profile": "paper", "seed": 0,
+                                "rows": rows}))
+    with pytest.raises(ValueError, match="--meta-seed"):
+        reported_from_results(path, "lft+adam", "fo")
+    got = reported_from_results(path, "lft+adam", "fo", meta_seed=1)
+    assert got["values"]["accuracy"] == {"0": [0.6, 0.1], "1": [0.6, 0.1]}

@@ -28,14 +28,17 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 
 def reported_from_results(results: str | Path, method: str, oracle: str,
                           train_source: str | None = None, test_source: str | None = None,
-                          note: str | None = None) -> dict:
+                          note: str | None = None, meta_seed: int | None = None) -> dict:
     """The rows of a ``results.json`` (shared schema) that belong to one method, per metric;
     ``note`` keeps only rows whose note is it or begins with it and ``;`` (e.g. Table 1's
-    ``lambda=0.001``)."""
+    ``lambda=0.001``), ``meta_seed`` only that meta-training run's rows. Paired (``versus``)
+    rows are never figures of the method itself and are left out."""
     doc = json.loads(Path(results).read_text())
     rows = [r for r in doc["rows"] if r["method"] == method and r["oracle"] == oracle
+            and not r.get("versus")
             and train_source in (None, r["train_source"])
             and test_source in (None, r["test_source"])
+            and meta_seed in (None, r.get("meta_seed"))
             and (note is None or note_matches(r.get("note"), note))]
     if not rows:
         raise ValueError(f"{results} has no rows for method {method!r} with oracle {oracle!r}")
@@ -46,7 +49,7 @@ def reported_from_results(results: str | Path, method: str, oracle: str,
         if key in cell:
             raise ValueError(f"{results} has several {method}/{oracle} rows for "
                              f"{r['metric']} at step {key}: pass --train-source/--test-source/"
-                             "--note")
+                             "--note/--meta-seed")
         cell[key] = [r["mean"], r["ci95"]]
     steps = max(int(r["step"]) for r in rows if r["step"] is not None)
     return {"artefact": doc["artefact"], "profile": doc["profile"],
@@ -58,7 +61,7 @@ def reported_from_results(results: str | Path, method: str, oracle: str,
 def package(source: str | Path, name: str, description: str, command: str,
             results: str | Path | None = None, out_dir: str | Path = DIR,
             train_source: str | None = None, test_source: str | None = None,
-            note: str | None = None) -> Path:
+            note: str | None = None, meta_seed: int | None = None) -> Path:
     """Write ``out_dir/NAME.safetensors`` from the checkpoint ``source``; returns its path."""
     from lft.finetuner import FineTuner
 
@@ -74,7 +77,7 @@ def package(source: str | Path, name: str, description: str, command: str,
     if results is not None:
         entry["reported"] = reported_from_results(
             results, meta["method"]["name"], meta["method"]["oracle"]["type"],
-            train_source, test_source, note)
+            train_source, test_source, note, meta_seed)
     extra = {**meta["extra"], "pretrained": entry}
     header = {"format": checkpoint.FORMAT, "version": str(checkpoint.VERSION),
               "method": json.dumps(meta["method"]), "family": json.dumps(meta["family"]),
@@ -106,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--test-source", default=None)
     a.add_argument("--note", default=None, help="only rows with this note (or this note "
                    "then ';'): Table 1's lambda=VALUE, the chosen lambda")
+    a.add_argument("--meta-seed", type=int, default=None,
+                   help="only the rows of this meta-training run (artefacts with several)")
     a.add_argument("--out-dir", default=str(DIR))
     sub.add_parser("list", help="list the packaged fine-tuners")
     args = p.parse_args(argv)
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         out = package(args.checkpoint, args.name, args.description, args.command,
                       args.results, args.out_dir, args.train_source, args.test_source,
-                      args.note)
+                      args.note, args.meta_seed)
     except (ValueError, FileNotFoundError) as e:
         print(f"lft.pretrained: error: {e}", file=sys.stderr)
         return 2
