@@ -143,6 +143,37 @@ def test_black_box_attack_raises_asr_above_clean(victims, folders, tmp_path, cap
     assert report["eval_asr"] > report["eval_clean_asr"] + 0.3
 
 
+def test_budgeted_attacks_stay_in_the_ball_and_report_queries_and_time(victims, folders,
+                                                                       tmp_path, capsys):
+    # l2 budget with a hand-designed rule, lambda 0
+    rc, out, err = run(["attack", "--victim", victims["mnist"].path, "--images",
+                        folders["mnist"], "--rule", "signsgd", "--lr", 0.05, "--steps", 12,
+                        "--lam", 0, "--eps", 1.5, "--out", tmp_path / "l2"], capsys)
+    assert rc == 0, err
+    report = json.loads((tmp_path / "l2" / "attack.json").read_text())
+    delta = np.load(tmp_path / "l2" / "delta.npy")
+    assert np.linalg.norm(delta) <= 1.5 * (1 + 1e-5) and report["l2"] <= 1.5 * (1 + 1e-5)
+    assert (report["eps"], report["norm"], report["lam"]) == (1.5, "2", 0.0)
+    # 10 images back-propagated per step (no reporting pass counted), and the time it took
+    assert report["queries"] == 12 * 10 and report["wall_time_s"] > 0
+    assert "budget ||delta||_2 <= 1.5" in out and "queries: 120 images" in out
+    assert "back-propagated" in out and "wall time" in out
+    # l-inf budget with the packaged learned fine-tuner
+    rc, out, err = run(["attack", "--victim", victims["mnist"].path, "--images",
+                        folders["mnist"], "--fine-tuner", "uap-fo-lft", "--steps", 5,
+                        "--eps", 0.1, "--norm", "inf", "--out", tmp_path / "inf"], capsys)
+    assert rc == 0, err
+    report = json.loads((tmp_path / "inf" / "attack.json").read_text())
+    assert np.abs(np.load(tmp_path / "inf" / "delta.npy")).max() <= 0.1 * (1 + 1e-6)
+    assert (report["eps"], report["norm"], report["queries"]) == (0.1, "inf", 50)
+    # no budget: the report says so
+    rc, out, err = run(["attack", "--victim", victims["mnist"].path, "--images",
+                        folders["mnist"], "--rule", "adam", "--steps", 2,
+                        "--out", tmp_path / "none"], capsys)
+    report = json.loads((tmp_path / "none" / "attack.json").read_text())
+    assert rc == 0 and "no budget" in out and report["eps"] is None and report["norm"] is None
+
+
 def test_user_errors_are_one_line(victims, folders, tmp_path, capsys):
     base = ["attack", "--images", folders["mnist"], "--out", tmp_path, "--steps", 2]
     cases = [
@@ -153,6 +184,8 @@ def test_user_errors_are_one_line(victims, folders, tmp_path, capsys):
         (["--victim", "no_such_module_xyz:f", "--rule", "adam"], "cannot import"),
         (["--victim", victims["mnist"].path, "--fine-tuner", tmp_path / "none.safetensors"],
          "no checkpoint"),
+        (["--victim", victims["mnist"].path, "--rule", "adam", "--norm", "inf"],
+         "--norm inf sets the shape of a perturbation budget; fix: pass --eps"),
     ]
     for extra, message in cases:
         rc, _, err = run(base + extra, capsys)

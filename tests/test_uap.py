@@ -10,9 +10,9 @@ from safetensors import safe_open
 
 from lft.attacks import load_victim, read_victim, universal_perturbation, victim_path
 from lft.attacks.attack import FixedShape
-from lft.meta import MetaTrainer, Method, TrainConfig, evaluate, preset
-from lft.tasks import MixtureFamily, UAPBatch, UAPFamily, as_groups, build_family
-from lft.tasks.uap import Perturbation, attack_success, cw_margin, steps_to_asr
+from lft.meta import MetaTrainer, Method, TrainConfig, evaluate, preset, trajectory
+from lft.tasks import MixtureFamily, UAPBatch, UAPFamily, as_groups, build_family, family_config
+from lft.tasks.uap import Perturbation, attack_success, cw_margin, project_ball, steps_to_asr
 
 torch.set_num_threads(1)
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -81,6 +81,106 @@ def test_steps_to_asr():
     out = steps_to_asr(curves, 0.75)
     assert out[0] == 2 and math.isnan(out[1]) and out[2] == 0
     assert math.isnan(steps_to_asr(curves[0], 0.75, max_steps=1))
+
+
+# ------------------------------------------------------------------ fixed budgets
+
+def _budget_batch(eps=None, norm="2", lam=0.0, b=3, d=12, k=3, n=6) -> UAPBatch:
+    """``b`` toy UAP tasks of ``d``-pixel images against a linear ``k``-class victim."""
+    g = torch.Generator().manual_seed(0)
+    victim = linear_victim(torch.randn(d, k, generator=g))
+    x = torch.rand(b, n, 1, 1, d, generator=g)
+    y = torch.randint(0, k, (b, n), generator=g)
+    return UAPBatch(Perturbation(victim, (1, 1, d), init_scale=0.5),
+                    {s: (x, y) for s in ("train", "val", "test")}, lam=lam, eps=eps, norm=norm)
+
+
+def test_projection_onto_the_l2_and_linf_balls_by_hand():
+    theta = torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0]])  # norms 5, 0.5, 0
+    l2 = project_ball(theta, 1.0, "2")
+    assert torch.allclose(l2, torch.tensor([[0.6, 0.8], [0.3, 0.4], [0.0, 0.0]]))
+    linf = project_ball(theta, 0.35, "inf")
+    assert torch.allclose(linf, torch.tensor([[0.35, 0.35], [0.3, 0.35], [0.0, 0.0]]))
+    # the l2 norm is over the whole perturbation (all C*H*W pixels), one per row
+    many = torch.randn(4, 2, 3 * 8 * 8) * 5
+    assert torch.allclose(project_ball(many, 2.0).norm(dim=-1), torch.full((4, 2), 2.0))
+    # differentiable, also at zero (no NaN from 0/0)
+    leaf = theta.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(project_ball(leaf, 1.0).sum(), leaf)
+    assert torch.isfinite(grad).all() and grad[2].tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="norm"):
+        project_ball(theta, 1.0, "1")
+
+
+@pytest.mark.parametrize("norm, eps", [("2", 0.5), ("inf", 0.05)])
+def test_start_and_every_step_stay_within_the_budget(norm, eps):
+    tasks = _budget_batch(eps, norm)
+    size = (lambda t: t.norm(dim=-1)) if norm == "2" else (lambda t: t.abs().amax(-1))
+    method = Method(preset("signsgd", base_lr=0.3), FixedShape(tasks.model))
+    theta, state = method.start(tasks, torch.Generator().manual_seed(1))
+    assert (size(theta) <= eps * (1 + 1e-6)).all()
+    assert (size(tasks.model.init(3, torch.Generator().manual_seed(1))) > eps).all()
+    sizes = [size(th) for th, _ in trajectory(method.rule, method.oracle, tasks, theta, state,
+                                              6, None)]
+    assert all((s <= eps * (1 + 1e-6)).all() for s in sizes)
+    assert torch.allclose(sizes[-1], torch.full((3,), eps))  # big steps end on the sphere
+    merged = tasks.merged()
+    assert (merged.eps, merged.norm) == (eps, norm)
+
+
+def test_without_a_budget_nothing_changes():
+    tasks = _budget_batch()
+    theta = torch.randn(3, 12) * 100
+    assert tasks.project(theta) is theta
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    assert torch.equal(tasks.init(g1), tasks.model.init(3, g2))
+
+
+def test_meta_gradient_flows_through_the_projection():
+    tasks = _budget_batch(eps=0.3)
+    method = Method(preset("lft", horizon=4, rule={"hidden": 4}), FixedShape(tasks.model))
+    theta, state = method.start(tasks, torch.Generator().manual_seed(0))
+    loss = 0.0
+    for theta, state in trajectory(method.rule, method.oracle, tasks, theta, state, 4, None):
+        assert (theta.norm(dim=-1) <= 0.3 * (1 + 1e-6)).all()
+        loss = loss + tasks.loss(theta, "val").sum()
+    grads = torch.autograd.grad(loss, method.meta_parameters(), allow_unused=True)
+    flat = torch.cat([g.reshape(-1) for g in grads if g is not None])
+    assert torch.isfinite(flat).all() and flat.abs().sum() > 0
+
+
+def test_budget_options_are_checked_and_kept_in_configurations():
+    assert "eps" not in family_config("uap-mnist") and "norm" not in family_config("uap-mnist")
+    cfg = family_config("uap-mnist", eps=2.0, norm="inf", lam=0.0)
+    assert (cfg["eps"], cfg["norm"], cfg["lam"]) == (2.0, "inf", 0.0)
+    mix = family_config("uap-mnist+cifar10", eps=1.5)
+    assert [(f["eps"], f["norm"]) for f in mix["families"]] == [(1.5, "2"), (1.5, "2")]
+    for kwargs, message in (({"eps": 0.0}, "eps .* must be a finite number > 0.*fix"),
+                            ({"eps": float("nan")}, "eps"),
+                            ({"eps": 1.0, "norm": "1"}, 'norm must be "2".*fix'),
+                            ({"norm": "inf"}, "eps is None.*fix: pass eps")):
+        with pytest.raises(ValueError, match=message):
+            family_config("uap-mnist", **kwargs)
+    with pytest.raises(ValueError, match="UAP tasks only"):
+        family_config("mnist", eps=1.0)
+    with pytest.raises(ValueError, match="eps"):
+        _budget_batch(eps=-1.0)
+
+
+@needs_data
+def test_budgeted_family_config_round_trip(victims):
+    plain = UAPFamily("mnist", victim=str(victims["mnist"].path), data_dir=str(SHARED), pool=60,
+                      queries=3, lam=0.0)
+    assert "eps" not in plain.config() and plain.lam == 0.0
+    fam = UAPFamily("mnist", victim=str(victims["mnist"].path), data_dir=str(SHARED), pool=60,
+                    queries=3, lam=0.0, eps=1.0, norm="inf")
+    assert (fam.config()["eps"], fam.config()["norm"]) == (1.0, "inf")
+    assert build_family(fam.config()).config() == fam.config()
+    test_part = fam.for_part("meta-test")
+    tasks = test_part.sample(2, torch.Generator().manual_seed(0))
+    assert (tasks.eps, tasks.norm) == (1.0, "inf")
+    same = plain.for_part("meta-test").sample(2, torch.Generator().manual_seed(0))
+    assert torch.equal(tasks.data["test"][0], same.data["test"][0])  # a budget draws the same
 
 
 # ------------------------------------------------------------------ victims

@@ -18,7 +18,7 @@ from lft.meta.learners import METHODS
 from lft.tasks.presets import TASKS
 from lft.validation import one_line
 
-ARTEFACTS = ("figure4", "table1", "table2", "budgets")
+ARTEFACTS = ("figure4", "table1", "table2", "budgets", "uap-rivals")
 #: Modules that add their own sub-commands: each defines ``register(subparsers)``, which adds
 #: a parser and sets its ``handler`` default to a function ``(args) -> exit status``.
 COMMAND_MODULES: tuple[str, ...] = ("lft.analysis.cli", "lft.attacks.cli")
@@ -369,7 +369,7 @@ def cmd_reproduce(a) -> int:
 
     from lft.experiments.results import default_out
 
-    module = importlib.import_module(f"lft.experiments.{a.artefact}")
+    module = importlib.import_module(f"lft.experiments.{a.artefact.replace('-', '_')}")
     out = Path(a.out or default_out(a.artefact, a.profile))
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for the results")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from lft.meta.learners import Method
 from lft.meta.unroll import trajectory
 from lft.oracles import FirstOrder, ZerothOrder
 from lft.tasks.base import TaskFamily
-from lft.tasks.uap import Perturbation, UAPBatch, attack_success, steps_to_asr
+from lft.tasks.uap import Perturbation, UAPBatch, attack_success, check_budget, steps_to_asr
 
 
 class CountingVictim:
@@ -199,7 +200,12 @@ def check_images(x: torch.Tensor, y: torch.Tensor, what: str = "images") -> None
 
 @dataclass
 class AttackResult:
-    """What an attack produced and measured (curves have one entry per step ``0..steps``)."""
+    """What an attack produced and measured (curves have one entry per step ``0..steps``).
+
+    ``queries`` counts the images the attack sent to the victim (white box: each one
+    back-propagated, ``steps x images``); ``wall_time_s`` is the attack's own time (its
+    fine-tuning steps, not the reporting); ``eps``/``norm`` its budget (``None``: none).
+    """
 
     delta: torch.Tensor
     asr: list[float]
@@ -213,6 +219,9 @@ class AttackResult:
     eval_clean_asr: float | None = None
     eval_images: int = 0
     steps_to_75: float | None = None
+    wall_time_s: float = 0.0
+    eps: float | None = None
+    norm: str = "2"
     info: dict = field(default_factory=dict)
 
 
@@ -221,14 +230,19 @@ def universal_perturbation(victim, x: torch.Tensor, y: torch.Tensor, method: Met
                            q: int = 20, mu: float = 0.005, init_scale: float = 0.05,
                            seed: int = 0, x_eval: torch.Tensor | None = None,
                            y_eval: torch.Tensor | None = None,
-                           callback=None) -> AttackResult:
+                           callback=None, eps: float | None = None,
+                           norm: str = "2") -> AttackResult:
     """Fine-tune one perturbation of ``x``'s image shape on ``(x, y)`` for ``steps`` steps.
 
     ``method``'s rule and random start are used; its oracle is replaced by exact gradients, or
     with ``black_box`` by the antithetic zeroth-order oracle (``q`` Gaussian directions, radius
     ``mu``), which only reads the victim's outputs. ``queries`` counts the images the attack
-    sent to the victim (reporting calls excluded). ``callback(step, metrics)`` sees each step.
+    sent to the victim (reporting calls excluded; white box, each is back-propagated).
+    ``eps`` (optional) is a budget: the start and every step are projected onto the ball
+    ``||delta||_2 <= eps`` (``norm="2"``) or ``|delta_i| <= eps`` (``norm="inf"``).
+    ``callback(step, metrics)`` sees each step; its time is not part of ``wall_time_s``.
     """
+    eps, norm = check_budget(eps, norm, "attack")
     check_images(x, y)
     if x_eval is not None:
         check_images(x_eval, y_eval, "held-out images")
@@ -245,17 +259,20 @@ def universal_perturbation(victim, x: torch.Tensor, y: torch.Tensor, method: Met
     model = Perturbation(counter, tuple(x.shape[1:]), init_scale)
     batch = (x[None], y[None])
     tasks = UAPBatch(model, {"train": batch, "val": batch, "test": batch}, primary_metric="asr",
-                     lam=lam)
+                     lam=lam, eps=eps, norm=norm)
     oracle = ZerothOrder(q=q, mu=mu, scheme="antithetic") if black_box else FirstOrder()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         theta, state = method.start(tasks, gen)
     theta = theta.detach()
     if not black_box:
-        _check_differentiable(tasks, theta)
+        with counter.paused():  # a capability check, not part of the attack
+            _check_differentiable(tasks, theta)
     rows = []
+    reporting = [0.0]  # seconds spent measuring (not attacking)
 
     def record(k: int, th: torch.Tensor) -> None:
+        t = time.perf_counter()
         with counter.paused():
             m = {key: float(v[0]) for key, v in tasks.metrics(th, "train").items()}
         if not math.isfinite(m["loss"]):
@@ -264,19 +281,23 @@ def universal_perturbation(victim, x: torch.Tensor, y: torch.Tensor, method: Met
         rows.append(m)
         if callback:
             callback(k, m)
+        reporting[0] += time.perf_counter() - t
 
     record(0, theta)
+    reporting[0], t0 = 0.0, time.perf_counter()
     with torch.no_grad():
         for k, (theta, state) in enumerate(trajectory(method.rule, oracle, tasks, theta, state,
                                                       steps, gen), start=1):
             record(k, theta)
+    wall = time.perf_counter() - t0 - reporting[0]
     delta = theta[0].reshape(x.shape[1:]).detach()
     asr = [r["asr"] for r in rows]
     result = AttackResult(delta=delta, asr=asr, loss=[r["loss"] for r in rows],
                           distortion=[r["distortion"] for r in rows], l2=rows[-1]["l2"],
                           clean_asr=float(attack_success(clean, y)), queries=counter.images,
                           victim_calls=counter.calls,
-                          steps_to_75=_nan_to_none(steps_to_asr(torch.tensor(asr))))
+                          steps_to_75=_nan_to_none(steps_to_asr(torch.tensor(asr))),
+                          wall_time_s=wall, eps=eps, norm=norm)
     if x_eval is not None:
         with torch.no_grad():
             clean_eval = check_victim(victim, x_eval, y_eval)

@@ -33,7 +33,7 @@ def trajectory(rule: UpdateRule, oracle, tasks: TaskBatch, theta: torch.Tensor, 
     for _ in range(steps):
         grad = oracle(loss_fn, theta, generator)
         delta, state = rule.update(grad, state, theta)
-        theta = theta + delta
+        theta = tasks.project(theta + delta)
         yield theta, state
 
 

@@ -67,6 +67,15 @@ class TaskBatch:
         """A fresh random initial optimisee per task, ``(B, D)``."""
         return self.model.init(self.size, generator)
 
+    def project(self, theta: torch.Tensor) -> torch.Tensor:
+        """``theta`` mapped into the tasks' feasible set after every fine-tuning step.
+
+        The identity here (unconstrained tasks); a task with a budget (a UAP of radius
+        ``eps``, :class:`lft.tasks.UAPBatch`) projects onto it, differentiably, so the
+        meta-gradient flows through the projection.
+        """
+        return theta
+
     def loss(self, theta: torch.Tensor, split: str = "train") -> torch.Tensor:
         """Per-task loss of ``theta`` on ``split``."""
         x, y = self.data[split]

@@ -30,13 +30,23 @@ RULE_DEFAULTS = {"mnist": IMAGE_RULE, "cifar10": IMAGE_RULE, "mnist+cifar10": IM
 
 def family_config(name: str, data_dir: str | None = None, part: str = "meta-train",
                   ways: int = 2, shots: int = 5, queries: int | None = None,
-                  lam: float | None = None) -> dict:
+                  lam: float | None = None, eps: float | None = None,
+                  norm: str = "2") -> dict:
     """The :func:`lft.tasks.build_family` configuration of a named family.
 
     ``queries`` (validation images per class) defaults to 15 for classification and to 10 for
     UAP tasks (which draw as many test images again); ``lam`` (UAP only, default 0.01) weighs
-    ``||delta||_2^2`` in the UAP loss.
+    ``||delta||_2^2`` in the UAP loss. ``eps`` and ``norm`` (UAP only) set a perturbation
+    budget ``||delta||_2 <= eps`` (``norm="2"``) or ``|delta_i| <= eps`` (``"inf"``) on every
+    part of the family; without ``eps`` the configuration is the one of before budgets existed.
     """
+    from lft.tasks.uap import check_budget
+
+    eps, norm = check_budget(eps, norm, f"task {name!r}")
+    if eps is not None and not name.startswith("uap-"):
+        raise ValueError(f"task {name!r}: eps (a perturbation budget) applies to UAP tasks "
+                         f"only; fix: choose one of {[t for t in TASKS if t.startswith('uap-')]}"
+                         " or drop eps")
     if name == "sine":
         return {"task": "sine"}
     if name.startswith("uap-"):
@@ -44,7 +54,8 @@ def family_config(name: str, data_dir: str | None = None, part: str = "meta-trai
             raise ValueError(f"unknown task {name!r}; choose from {list(TASKS)}")
         uap = {**UAP_DEFAULTS, "ways": ways, "shots": shots, "part": part,
                "data_dir": data_dir, **({} if queries is None else {"queries": queries}),
-               **({} if lam is None else {"lam": lam})}
+               **({} if lam is None else {"lam": lam}),
+               **({} if eps is None else {"eps": eps, "norm": norm})}
         sources = name[len("uap-"):].split("+")
         if len(sources) == 1:
             return {"task": "uap", "source": sources[0], **uap}

@@ -19,6 +19,12 @@ of the image's shape, shared by all the task's images (universal), from a random
   ``l2``: the raw ``||delta||_2``;
 * ``loss`` (Eq. 12) and ``margin`` (its first term alone).
 
+**Fixed budget.** With ``eps`` set (:class:`UAPFamily`, :class:`UAPBatch`), ``delta`` is kept
+in the ball ``||delta||_2 <= eps`` (``norm="2"``: the raw norm over the whole ``C x H x W``
+perturbation, as IBM ART's ``UniversalPerturbation(norm=2, eps=eps)`` defines it on images in
+``[0, 1]``) or ``|delta_i| <= eps`` (``norm="inf"``): the random start and every fine-tuning step
+are projected onto it (:func:`project_ball`, :meth:`UAPBatch.project`). ``lam`` may then be 0.
+
 :func:`steps_to_asr` turns an ASR curve into the number of fine-tuning steps to first reach a
 threshold (75%) within K steps, NaN when never (the paper's "N/A").
 
@@ -51,6 +57,48 @@ from lft.seeding import derive_seed
 from lft.tasks.base import TaskBatch, TaskFamily
 
 VICTIMS = ("default", "quick")
+NORMS = ("2", "inf")
+#: the smallest norm the l2 projection divides by (a zero perturbation stays zero)
+_TINY = 1e-12
+
+
+def project_ball(theta: torch.Tensor, eps: float, norm: str = "2") -> torch.Tensor:
+    """``theta`` (``(..., D)``, one perturbation per row) projected onto the ball of radius
+    ``eps``: ``theta * min(1, eps / ||theta||_2)`` for ``norm="2"``, ``clamp(theta, -eps, eps)``
+    for ``norm="inf"``. Both are differentiable almost everywhere (the meta-gradient of a
+    fine-tuner trained under the budget flows through them); rows inside the ball are unchanged.
+    """
+    if norm == "inf":
+        return theta.clamp(-eps, eps)
+    if norm != "2":
+        raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
+    size = theta.norm(dim=-1, keepdim=True).clamp_min(_TINY)
+    return theta * (eps / size).clamp(max=1.0)
+
+
+def check_budget(eps, norm, where: str) -> tuple[float | None, str]:
+    """``(eps, norm)`` checked: ``eps`` ``None`` (no budget) or a finite number > 0, ``norm``
+    ``"2"`` or ``"inf"`` (``2`` and ``math.inf`` are accepted for them); a bad one raises one
+    ``ValueError`` line naming the option and the fix."""
+    if isinstance(norm, (int, float)) and not isinstance(norm, bool):
+        norm = {2: "2", math.inf: "inf"}.get(norm, norm)
+    if norm not in NORMS:
+        raise ValueError(f"{where}: norm must be \"2\" (||delta||_2 <= eps) or \"inf\" "
+                         f"(|delta_i| <= eps), got {norm!r}; fix: pass norm=\"2\" or "
+                         "norm=\"inf\"")
+    if eps is None:
+        if norm != "2":
+            raise ValueError(f"{where}: norm={norm!r} sets the shape of a perturbation budget, "
+                             "but eps is None (no budget); fix: pass eps=RADIUS as well, or "
+                             "leave norm at its default")
+        return None, norm
+    ok = isinstance(eps, (int, float)) and not isinstance(eps, bool) and math.isfinite(eps) \
+        and eps > 0
+    if not ok:
+        raise ValueError(f"{where}: eps (the perturbation budget's radius) must be a finite "
+                         f"number > 0, got {eps!r}; fix: pass a positive radius, or eps=None "
+                         "for no budget")
+    return float(eps), norm
 
 
 def cw_margin(logits: torch.Tensor, y: torch.Tensor, kappa: float = 0.0) -> torch.Tensor:
@@ -143,11 +191,28 @@ class Perturbation:
 class UAPBatch(TaskBatch):
     """``B`` UAP tasks; ``data[split] = (images (B, N, C, H, W), true labels (B, N))``.
 
-    ``lam`` weighs ``||delta||_2^2`` in the loss; ``kappa`` is the C&W confidence.
+    ``lam`` weighs ``||delta||_2^2`` in the loss; ``kappa`` is the C&W confidence. ``eps``
+    (optional) is a perturbation budget of the ``norm`` (``"2"`` or ``"inf"``): :meth:`init` and
+    :meth:`project` keep ``delta`` within it.
     """
 
     lam: float = 0.01
     kappa: float = 0.0
+    eps: float | None = None
+    norm: str = "2"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.eps, self.norm = check_budget(self.eps, self.norm, "UAP tasks")
+
+    def project(self, theta: torch.Tensor) -> torch.Tensor:
+        """``theta`` projected onto the budget's ball (:func:`project_ball`); the identity (the
+        very same tensor) without a budget."""
+        return theta if self.eps is None else project_ball(theta, self.eps, self.norm)
+
+    def init(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Random starts (:meth:`Perturbation.init`), projected onto the budget's ball."""
+        return self.project(super().init(generator))
 
     def _labels(self, theta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return y[:, None].expand(y.shape[0], theta.shape[1], *y.shape[1:]) if theta.dim() == 3 \
@@ -186,7 +251,7 @@ class UAPBatch(TaskBatch):
         both = (torch.cat([xt, xv], 1), torch.cat([yt, yv], 1))
         return UAPBatch(self.model, dict(self.data, train=both, val=both),
                         primary_metric=self.primary_metric, info=self.info,
-                        lam=self.lam, kappa=self.kappa)
+                        lam=self.lam, kappa=self.kappa, eps=self.eps, norm=self.norm)
 
 
 # ------------------------------------------------------------------------- the family
@@ -243,6 +308,10 @@ class UAPFamily(TaskFamily):
         pool: consider only this many images per class of each split (a seeded subset, taken
             before the victim's correct images are kept and meta-train/test parts cut); ``None``
             uses all. Classifying all of MNIST once costs about 10 s on one core.
+        eps: a perturbation budget (``None``: none): the random start and every fine-tuning
+            step are projected onto the ball of radius ``eps`` of ``norm``.
+        norm: ``"2"`` (``||delta||_2 <= eps``, the raw norm over all ``C*H*W`` pixels) or
+            ``"inf"`` (``|delta_i| <= eps``).
     """
 
     congruous = True
@@ -250,8 +319,10 @@ class UAPFamily(TaskFamily):
     def __init__(self, source: str = "mnist", victim: str = "default", lam: float = 0.01,
                  ways: int = 2, shots: int = 5, queries: int = 10, kappa: float = 0.0,
                  init_scale: float = 0.05, part: str = "meta-train",
-                 data_dir: str | None = None, split_seed: int = 0, pool: int | None = None):
+                 data_dir: str | None = None, split_seed: int = 0, pool: int | None = None,
+                 eps: float | None = None, norm: str = "2"):
         where = "UAP family"
+        self.eps, self.norm = check_budget(eps, norm, where)
         ways, shots, queries = (validation.integer(label, n, 1, where=where) for label, n in (
             ("ways", ways), ("shots", shots), ("queries", queries)))
         lam, kappa, init_scale = (validation.number(label, x, 0.0, where=where) for label, x in (
@@ -296,11 +367,14 @@ class UAPFamily(TaskFamily):
                              + (f" (fix: a larger pool than {self.pool})" if self.pool else ""))
 
     def config(self) -> dict:
+        """The options; ``eps`` and ``norm`` only with a budget, so configurations (and
+        checkpoints) written before budgets existed compare equal."""
+        budget = {} if self.eps is None else {"eps": self.eps, "norm": self.norm}
         return {"task": "uap", "source": self.source, "victim": self.victim_spec,
                 "lam": self.lam, "ways": self.ways, "shots": self.shots,
                 "queries": self.queries, "kappa": self.kappa, "init_scale": self.init_scale,
                 "part": self.part, "data_dir": self.data_dir, "split_seed": self.split_seed,
-                "pool": self.pool}
+                "pool": self.pool, **budget}
 
     def for_part(self, part: str) -> UAPFamily:
         """The same family (same victim) over the meta-train or meta-test images."""
@@ -328,4 +402,4 @@ class UAPFamily(TaskFamily):
                 "val": (gather_images(split_val, idx_q[:, :, :q].reshape(n, -1)), y_q),
                 "test": (gather_images(split_val, idx_q[:, :, q:].reshape(n, -1)), y_q)}
         return UAPBatch(self.model, data, primary_metric="asr", info={"classes": classes},
-                        lam=self.lam, kappa=self.kappa)
+                        lam=self.lam, kappa=self.kappa, eps=self.eps, norm=self.norm)
