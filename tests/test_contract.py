@@ -15,6 +15,9 @@ RULE_CONFIGS = {
     "adam": {"type": "adam", "lr": 0.01},
     "signsgd": {"type": "signsgd", "lr": 0.01},
     "sum": {"type": "sum", "rules": [{"type": "sgd", "lr": 0.01}, {"type": "lstm", "hidden": 3}]},
+    # per_role=False: the contract's shape test gives no roles (a per-role schedule needs them)
+    "scheduled": {"type": "scheduled", "rule": {"type": "adam", "lr": 0.01}, "steps": 3,
+                  "per_role": False},
 }
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SMALL_FAMILIES = {"sine": {"task": "sine", "hidden": [8, 8], "test_points": 20},
@@ -40,7 +43,7 @@ def test_rule_fine_tunes_family(rule_name, family_name):
     if family_name in ("classification", "uap") and not (SHARED_DATA / "mnist").is_dir():
         pytest.skip(f"no MNIST copy at {SHARED_DATA}")
     family = build_family(SMALL_FAMILIES[family_name])
-    cfg = preset("lft", rule=RULE_CONFIGS[rule_name], learn_rule=rule_name in ("lstm", "sum"),
+    cfg = preset("lft", rule=RULE_CONFIGS[rule_name], learn_rule=rule_name in ("lstm", "sum", "scheduled"),
                  horizon=3)
     cfg.rule = dict(RULE_CONFIGS[rule_name])
     method = Method(cfg, family)
