@@ -14,7 +14,7 @@ import lft
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = ("index", "update-rules", "oracles", "tasks", "meta-learners", "data", "reproduction",
-         "distributed", "attacks", "api")
+         "distributed", "attacks", "uap-rivals", "api")
 
 
 def public_modules() -> list:
