@@ -3,6 +3,7 @@
 import contextlib
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,3 +145,35 @@ def test_cli_train_bounds_the_learned_step_the_task_wants(tmp_path, data_dir, ca
     assert main(["train", "--method", "maml", "--output-scale", "0.5", "--iterations", "1",
                  "--out", str(tmp_path / "m"), "--quiet"]) == 2
     assert "--output-scale" in capsys.readouterr().err
+
+
+def test_no_shipped_fine_tuner_holds_a_machine_path():
+    from lft.pretrained import DIR
+
+    files = sorted(Path(DIR).glob("*.safetensors"))
+    assert files
+    for f in files:
+        text = f.read_bytes()[:200_000].decode("latin-1")
+        for root in ("/work/", "/root/", "/home/", "/tmp/", "C:\\\\"):
+            assert root not in text, (f.name, root)
+
+
+def test_evaluate_reads_data_from_data_dir_not_from_the_saved_folder(tmp_path, data_dir,
+                                                                    capsys):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from lft.tasks import named_family
+
+    family = named_family("mnist", str(data_dir))
+    path = checkpoint.save(tmp_path / "run.safetensors",
+                           Method(preset("lft+adam", base_lr=0.003, horizon=2), family), family)
+    with safe_open(str(path), "pt") as f:  # as if meta-trained on a machine that is gone
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta["family"] = meta["family"].replace(json.dumps(str(data_dir)),
+                                            json.dumps(str(tmp_path / "gone")))
+    assert "gone" in meta["family"]
+    save_file(tensors, str(path), metadata=meta)
+    assert main(["evaluate", str(path), "--data-dir", str(data_dir), "--tasks", "3",
+                 "--steps", "2", "--quiet"]) == 0
+    assert "accuracy" in capsys.readouterr().out

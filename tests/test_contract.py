@@ -43,7 +43,8 @@ def test_rule_fine_tunes_family(rule_name, family_name):
     if family_name in ("classification", "uap") and not (SHARED_DATA / "mnist").is_dir():
         pytest.skip(f"no MNIST copy at {SHARED_DATA}")
     family = build_family(SMALL_FAMILIES[family_name])
-    cfg = preset("lft", rule=RULE_CONFIGS[rule_name], learn_rule=rule_name in ("lstm", "sum", "scheduled"),
+    cfg = preset("lft", rule=RULE_CONFIGS[rule_name],
+                 learn_rule=rule_name in ("lstm", "sum", "scheduled"),
                  horizon=3)
     cfg.rule = dict(RULE_CONFIGS[rule_name])
     method = Method(cfg, family)

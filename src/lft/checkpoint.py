@@ -24,6 +24,7 @@ from lft.meta.learners import Method, MethodConfig
 from lft.rules.base import UpdateRule
 from lft.safefiles import read_tensors
 from lft.tasks import TaskFamily, build_family
+from lft.tasks.presets import with_data_dir
 from lft.validation import one_line
 
 FORMAT = "lft-checkpoint"
@@ -133,10 +134,16 @@ def read_training_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     return {k[n:]: v for k, v in tensors.items() if k.startswith(TRAINER_PREFIX)}, meta
 
 
-def load(path: str | Path) -> tuple[Method, TaskFamily, dict]:
-    """Rebuild the method and its task family from a checkpoint; returns ``extra`` too."""
+def load(path: str | Path, data_dir: str | None = None) -> tuple[Method, TaskFamily, dict]:
+    """Rebuild the method and its task family from a checkpoint; returns ``extra`` too.
+
+    ``data_dir`` (optional) replaces the image folder the family was saved with (that of the
+    machine that meta-trained it).
+    """
     tensors, meta = read(path)
-    family = build_family(meta["family"])
+    family_config = meta["family"] if data_dir is None else with_data_dir(meta["family"],
+                                                                          data_dir)
+    family = build_family(family_config)
     method = Method(MethodConfig.from_dict(meta["method"]), family)
     label = f"method {describe_rule(method.rule.config())} on {family.name}"
     load_weights(method, tensors, path, label, label,

@@ -289,15 +289,6 @@ def _train_run(a, cfg, family, tcfg, out: Path, replicas) -> int:
     return 0
 
 
-def _with_data_dir(config: dict, data_dir: str) -> dict:
-    """A family configuration with every ``data_dir`` (mixtures included) replaced."""
-    out = {k: ([_with_data_dir(f, data_dir) for f in v] if k == "families" else v)
-           for k, v in config.items()}
-    if "data_dir" in out:
-        out["data_dir"] = data_dir
-    return out
-
-
 def _uap_settings(config: dict) -> dict:
     """The UAP loss settings (``lam``, ``queries``) of a checkpoint's family, mixtures
     included, so that ``--task uap-...`` tests a UAP fine-tuner on the loss it was trained on."""
@@ -319,17 +310,13 @@ def cmd_evaluate(a) -> int:
 
     if a.json and Path(a.json).is_dir():
         raise UserError(f"--json {a.json} is a folder; pass a file name such as rows.json")
-    method, family, extra = checkpoint.load(pretrained.resolve(a.checkpoint))
+    method, family, extra = checkpoint.load(pretrained.resolve(a.checkpoint), a.data_dir)
     method_family_config = family.config()
-    if a.task or a.data_dir:
+    if a.task:
         from lft.tasks import build_family, family_config
 
-        if a.task:
-            uap = _uap_settings(family.config()) if a.task.startswith("uap-") else {}
-            config = family_config(a.task, a.data_dir, **uap)
-        else:
-            config = _with_data_dir(family.config(), a.data_dir)
-        family = build_family(config)
+        uap = _uap_settings(family.config()) if a.task.startswith("uap-") else {}
+        family = build_family(family_config(a.task, a.data_dir, **uap))
     if family.config().get("task") == "sine":  # known only now that the checkpoint is read
         configure_threads(a.threads, small=True)
     started, t0 = utc_now(), time.perf_counter()

@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 from lft import checkpoint
 from lft.experiments.results import note_matches
 from lft.pretrained import DIR
+from lft.tasks.presets import with_data_dir
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 
@@ -62,7 +63,11 @@ def package(source: str | Path, name: str, description: str, command: str,
             results: str | Path | None = None, out_dir: str | Path = DIR,
             train_source: str | None = None, test_source: str | None = None,
             note: str | None = None, meta_seed: int | None = None) -> Path:
-    """Write ``out_dir/NAME.safetensors`` from the checkpoint ``source``; returns its path."""
+    """Write ``out_dir/NAME.safetensors`` from the checkpoint ``source``; returns its path.
+
+    The family's ``data_dir`` is not kept (a folder of the machine that meta-trained it): the
+    packaged fine-tuner finds its data like any command (``--data-dir``, ``$LFT_DATA_DIR``).
+    """
     from lft.finetuner import FineTuner
 
     if not NAME.match(name):
@@ -80,7 +85,8 @@ def package(source: str | Path, name: str, description: str, command: str,
             train_source, test_source, note, meta_seed)
     extra = {**meta["extra"], "pretrained": entry}
     header = {"format": checkpoint.FORMAT, "version": str(checkpoint.VERSION),
-              "method": json.dumps(meta["method"]), "family": json.dumps(meta["family"]),
+              "method": json.dumps(meta["method"]),
+              "family": json.dumps(with_data_dir(meta["family"], None)),
               "extra": json.dumps(extra)}
     out = Path(out_dir) / f"{name}.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)

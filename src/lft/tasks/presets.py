@@ -77,6 +77,18 @@ def family_config(name: str, data_dir: str | None = None, part: str = "meta-trai
     raise ValueError(f"unknown task {name!r}; choose from {list(TASKS)}")
 
 
+def with_data_dir(config, data_dir: str | None):
+    """A family configuration (a copy) with every ``data_dir`` (mixtures included) set to
+    ``data_dir``; ``None`` makes it find its data as any command does (``$LFT_DATA_DIR``, the
+    user cache), which is what a file that travels to another machine should hold."""
+    if isinstance(config, dict):
+        return {k: (data_dir if k == "data_dir" else with_data_dir(v, data_dir))
+                for k, v in config.items()}
+    if isinstance(config, list):
+        return [with_data_dir(v, data_dir) for v in config]
+    return config
+
+
 def named_family(name: str, data_dir: str | None = None, **kwargs) -> TaskFamily:
     """Build the named family (see :data:`TASKS`)."""
     from lft.tasks import build_family
@@ -85,4 +97,4 @@ def named_family(name: str, data_dir: str | None = None, **kwargs) -> TaskFamily
 
 
 __all__ = ["IMAGE_RULE", "RULE_DEFAULTS", "TASKS", "UAP_DEFAULTS", "family_config",
-           "named_family"]
+           "named_family", "with_data_dir"]
