@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("reproduce", help="reproduce a figure or table of the paper")
     r.add_argument("artefact", choices=ARTEFACTS)
-    r.add_argument("--profile", default="quick", choices=("quick", "paper"))
+    r.add_argument("--profile", default="quick",
+                   help="quick (a check in minutes) or paper (the committed run); an artefact "
+                        "may have more (budgets: paper-mid)")
     r.add_argument("--out", default=None,
                    help="output folder (default results/ARTEFACT for the paper profile, "
                         "results/ARTEFACT-quick for the quick one)")
