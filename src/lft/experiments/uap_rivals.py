@@ -25,7 +25,8 @@ meta-trained once per ``meta_seeds`` seed; their rows carry ``meta_seed``.
 
 It writes ``results.json`` (metrics ``asr`` and ``distortion`` per recorded step with
 ``queries``, ``eps`` and ``norm``; ``versus`` rows of paired ASR differences at the last step),
-``uap-rivals.md`` and ``per_task.safetensors`` (per-task values), plus checkpoints and logs.
+``uap-rivals.md``, ``uap-rivals.png`` (ASR against queries) and ``per_task.safetensors``
+(per-task values), plus checkpoints and logs.
 """
 
 from __future__ import annotations
@@ -461,4 +462,5 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     write_json(out / "results.json", doc)
     report.save_per_task(out / "per_task.safetensors", table)
     report.write_table(out / "uap-rivals.md", doc, table)
+    report.plot(out / "uap-rivals.png", doc["rows"])
     return doc

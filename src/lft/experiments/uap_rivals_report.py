@@ -279,3 +279,43 @@ def write_table(path: str | Path, doc: dict, table: dict) -> str:
     text = "\n".join(lines)
     Path(path).write_text(text)
     return text
+
+
+def plot(path: str | Path, rows: list[dict]) -> None:
+    """ASR against victim images back-propagated per task, one panel per source: each
+    fine-tuner's curve (one line per meta-seed) and ART's attacks as points with their CIs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources = [s for s in TITLES if any(r["test_source"] == s for r in rows)]
+    fig, axes = plt.subplots(1, len(sources), figsize=(5.5 * len(sources), 4.2), squeeze=False)
+    colours = {name: f"C{i}" for i, name in enumerate(ORDER)}
+    for ax, source in zip(axes[0], sources):
+        mine = [r for r in rows if r["test_source"] == source and r["metric"] == "asr"
+                and not r.get("versus")]
+        seen = set()
+        for name in ORDER:
+            for seed in sorted({r.get("meta_seed", -1) for r in mine if r["method"] == name}):
+                pts = sorted((r["queries"], 100 * r["mean"], 100 * (r["ci95"] or 0))
+                             for r in mine if r["method"] == name
+                             and r.get("meta_seed", -1) == seed)
+                if not pts:
+                    continue
+                label = None if name in seen else name
+                seen.add(name)
+                q, m, ci = zip(*pts)
+                if len(pts) == 1:  # an external attack: one perturbation per task
+                    ax.errorbar(q, m, yerr=ci, fmt="s", ms=7, capsize=3,
+                                color=colours[name], label=label)
+                else:
+                    ax.plot(q, m, "-", lw=1.3, color=colours[name], label=label)
+        eps = mine[0]["eps"] if mine else None
+        ax.set_title(f"{TITLES[source]}: ||delta||_2 <= {eps:g}")
+        ax.set_xlabel("victim images back-propagated per task")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("held-out ASR (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
