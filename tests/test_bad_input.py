@@ -122,7 +122,7 @@ CLI_CASES = {
                                 "is a folder"),
     "reproduce-unknown": (["reproduce", "figure5"], "invalid choice: 'figure5'"),
     "reproduce-unknown-profile": (["reproduce", "figure4", "--profile", "huge"],
-                                  "invalid choice: 'huge'"),
+                                  "unknown profile 'huge'; choose from"),
     "reproduce-table1-no-data": (["reproduce", "table1", "--data-dir", "{in}/nodata", "--out",
                                   "{work}/t1"], "lft data download"),
     "reproduce-table2-no-data": (["reproduce", "table2", "--data-dir", "{in}/nodata", "--out",
