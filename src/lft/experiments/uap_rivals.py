@@ -104,12 +104,19 @@ PROFILES: dict[str, dict] = {
 }
 
 
+#: ``paper-kappa``: the paper profile with the C&W confidence kappa = 10 in the fine-tuners'
+#: loss (the best of 0, 1, 3, 10 for tuned projected SGD on meta-training tasks,
+#: ``probes/uap_kappa.py``): kappa = 0 is flat once the fine-tuning images are fooled
+PROFILES["paper-kappa"] = {**PROFILES["paper"], "kappa": 10.0}
+
+
 def uap_config(source: str, prof: dict, data_dir: str | None, eps: float | None) -> dict:
     """The family configuration of ``source``'s UAP tasks under the budget, ``lambda = 0``."""
     budget = {} if eps is None else {"eps": float(eps), "norm": prof["norm"]}
+    kappa = {"kappa": float(prof["kappa"])} if "kappa" in prof else {}
     return {"task": "uap", "source": source, "victim": prof["victim"], "lam": 0.0,
             "shots": 5, "queries": prof["queries"], "pool": prof["pool"],
-            "data_dir": data_dir, **budget}
+            "data_dir": data_dir, **budget, **kappa}
 
 
 def record_steps(prof: dict) -> list[int]:
