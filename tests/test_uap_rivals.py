@@ -185,6 +185,6 @@ def test_uap_rivals_is_a_reproducible_artefact():
     from lft.experiments import uap_rivals
 
     assert "uap-rivals" in ARTEFACTS and uap_rivals.ARTEFACT == "uap-rivals"
-    assert set(uap_rivals.PROFILES) == {"quick", "paper"}
+    assert {"quick", "paper"} <= set(uap_rivals.PROFILES)
     assert uap_rivals.PROFILES["paper"]["meta_seeds"] == 3
     assert uap_rivals.PROFILES["quick"]["meta_seeds"] == 1
