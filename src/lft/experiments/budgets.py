@@ -33,11 +33,10 @@ from safetensors.torch import save_file
 
 from lft.experiments.results import (
     curve_rows,
-    default_out,
     machine,
     meta_training_summary,
-    resolve_profile,
     results_document,
+    start_run,
     utc_now,
     write_json,
 )
@@ -307,13 +306,8 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
               workers: int | None = None, progress: bool = True, data_dir: str | None = None,
               profile_overrides: dict | None = None) -> dict:
     """Run the whole artefact; returns the ``results.json`` document."""
-    prof = resolve_profile(PROFILES, profile, profile_overrides)
-    from lft.data import load_source
-
-    for source in SOURCES:  # fail fast, with the data layer's message, before any work
-        load_source(source, data_dir)
-    out = Path(out or default_out(ARTEFACT, profile))
-    out.mkdir(parents=True, exist_ok=True)
+    prof, out = start_run(PROFILES, ARTEFACT, profile, SOURCES, data_dir, out,
+                          profile_overrides)
     started, t0 = utc_now(), time.perf_counter()
     workers = workers or min(prof["workers"], os.cpu_count() or 1)
     if progress:

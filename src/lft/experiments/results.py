@@ -52,6 +52,21 @@ def resolve_profile(profiles: dict[str, dict], name: str, overrides: dict | None
     return prof
 
 
+def start_run(profiles: dict[str, dict], artefact: str, profile: str, sources,
+              data_dir: str | None, out: str | Path | None, overrides: dict | None = None
+              ) -> tuple[dict, Path]:
+    """The resolved profile and the output folder of an image artefact's run: every source's
+    data is checked first (the data layer's one-line error, before any work or folder)."""
+    from lft.data import load_source
+
+    prof = resolve_profile(profiles, profile, overrides)
+    for source in sources:
+        load_source(source, data_dir)
+    out = Path(out or default_out(artefact, profile))
+    out.mkdir(parents=True, exist_ok=True)
+    return prof, out
+
+
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
