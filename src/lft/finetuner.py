@@ -23,6 +23,7 @@ import torch
 from lft import checkpoint, pretrained, validation
 from lft.models.roles import roles_from_names
 from lft.optim import LearnedOptimizer, rule_like
+from lft.oracles import is_zeroth_order
 from lft.rules.base import State, UpdateRule
 
 
@@ -68,7 +69,7 @@ class FineTuner:
     @property
     def zeroth_order(self) -> bool:
         """Whether the rule was meta-trained on zeroth-order (function-value) estimates."""
-        return self.oracle.get("type") == "zo"
+        return is_zeroth_order(self.oracle)
 
     def optimizer(self, params, lr_scale: float = 1.0, zeroth_order: bool | None = None,
                   seed: int = 0, **oracle) -> LearnedOptimizer:

@@ -33,9 +33,9 @@ from torch import nn
 from lft import rules as rules_mod
 from lft import validation as v
 from lft.meta.initializers import LearnedInit, RandomInit
-from lft.meta.objective import WEIGHTINGS, Objective
+from lft.meta.objective import Objective, check_weighting
 from lft.meta.unroll import trajectory
-from lft.oracles import build_oracle
+from lft.oracles import ORACLES, build_oracle, is_zeroth_order
 from lft.seeding import derive_seed
 from lft.seeding import generator as make_generator
 from lft.tasks.base import TaskBatch, TaskFamily
@@ -62,7 +62,8 @@ class MethodConfig:
         oracle: gradient-oracle configuration (see :func:`lft.oracles.build_oracle`).
         meta_split: ``"val"`` (LFT, MAML) or ``"train"`` (L2O).
         merge_splits: L2O's convention: fine-tune and meta-update on ``D_tr + D_val``.
-        weighting: step weights ``w_k``: ``uniform``, ``linear`` or ``final``.
+        weighting: step weights ``w_k``: ``uniform``, ``linear``, ``final``, or a list of
+            ``horizon`` explicit weights (:func:`lft.meta.objective.check_weighting`).
         normalize: divide each task's meta-loss by its initial loss.
         horizon: unrolled fine-tuning steps per meta-training episode.
         truncation: steps per truncated-BPTT window (``None``: the whole horizon).
@@ -83,7 +84,7 @@ class MethodConfig:
     oracle: dict = field(default_factory=lambda: dict(DEFAULT_FO))
     meta_split: str = "val"
     merge_splits: bool = False
-    weighting: str = "uniform"
+    weighting: str | list[float] = "uniform"
     normalize: bool = True
     horizon: int = 20
     truncation: int | None = None
@@ -101,14 +102,17 @@ class MethodConfig:
         where = f"method {self.name!r}" if isinstance(self.name, str) else "method"
         v.text("name", self.name, where)
         for label, cfg, kinds in (("rule", self.rule, tuple(rules_mod.RULES)),
-                                  ("oracle", self.oracle, ("fo", "zo"))):
+                                  ("oracle", self.oracle, tuple(ORACLES))):
             cfg = v.mapping(label, cfg, where)
             v.choice(f"{label} type", cfg.get("type"), kinds, where)
         for label in ("learn_rule", "learn_init", "merge_splits", "normalize"):
             v.boolean(label, getattr(self, label), where)
         v.choice("meta_split", self.meta_split, ("val", "train"), where)
-        v.choice("weighting", self.weighting, WEIGHTINGS, where)
+        self.weighting = check_weighting(self.weighting, where=where)
         self.horizon = v.integer("horizon (unrolled steps)", self.horizon, 1, where=where)
+        if not isinstance(self.weighting, str) and len(self.weighting) != self.horizon:
+            raise ValueError(f"{where}: the weighting lists {len(self.weighting)} step weights "
+                             f"but the horizon is {self.horizon} steps; give one per step")
         if self.truncation is not None:
             self.truncation = v.integer("truncation (steps per window, or None)",
                                         self.truncation, 1, where=where)
@@ -143,7 +147,8 @@ class MethodConfig:
 
     @property
     def oracle_kind(self) -> str:
-        return self.oracle.get("type", "fo")
+        """``"fo"`` (gradients) or ``"zo"`` (function values only, whatever the estimator)."""
+        return "zo" if is_zeroth_order(self.oracle) else "fo"
 
     @property
     def label(self) -> str:
@@ -225,7 +230,8 @@ def preset(name: str, zo: bool = False, base_lr: float | None = None,
            **overrides) -> MethodConfig:
     """The paper's methods (and the residual ones) as configurations.
 
-    ``overrides`` replace any field. ``base_lr`` sets the learning rate of a hand-designed
+    ``overrides`` replace any field; a dict for ``rule`` or ``oracle`` of the default's type
+    (or without a type) is merged into the default's options, one of another type replaces it. ``base_lr`` sets the learning rate of a hand-designed
     method or of a residual method's base (default :data:`BASE_LR`); the schedule of a
     residual method has one row per step of its ``horizon``.
     """
@@ -264,8 +270,10 @@ def preset(name: str, zo: bool = False, base_lr: float | None = None,
         if not hasattr(cfg, key):
             raise ValueError(f"unknown method option {key!r}; known: "
                              f"{sorted(f.name for f in fields(MethodConfig))}")
-        if isinstance(value, dict) and isinstance(getattr(cfg, key), dict):
-            value = {**getattr(cfg, key), **value}
+        current = getattr(cfg, key)
+        if isinstance(value, dict) and isinstance(current, dict) and value.get(
+                "type", current.get("type")) == current.get("type"):
+            value = {**current, **value}  # options of the same rule/oracle type: a merge
         setattr(cfg, key, value)
     cfg.validate()
     return cfg
@@ -292,7 +300,7 @@ class Method(nn.Module):
         with torch.random.fork_rng(devices=[]):  # the rule's initial phi depends on the seed only
             torch.manual_seed(derive_seed(seed, "rule-init"))
             self.rule = rules_mod.build(config.rule)
-        self.oracle = build_oracle(config.oracle)
+            self.oracle = build_oracle(config.oracle)  # a learned one is a module, seeded too
         if config.learn_init:
             if not family.congruous or not hasattr(family, "model"):
                 raise ValueError(
@@ -304,6 +312,8 @@ class Method(nn.Module):
             self.init = RandomInit()
         if not config.learn_rule:
             self.rule.requires_grad_(False)
+            if isinstance(self.oracle, nn.Module):
+                self.oracle.requires_grad_(False)
         if config.truncation is not None and config.truncation < 1:
             raise ValueError("truncation must be a positive number of steps or None")
         if config.horizon < 1:
@@ -327,6 +337,8 @@ class Method(nn.Module):
     def meta_parameters(self) -> list[nn.Parameter]:
         """The parameters meta-training updates."""
         params = list(self.rule.parameters()) if self.config.learn_rule else []
+        if self.config.learn_rule and isinstance(self.oracle, nn.Module):
+            params += list(self.oracle.parameters())  # a learned sampling distribution
         if self.config.learn_init:
             params += list(self.init.parameters())
         return params

@@ -15,15 +15,44 @@ import torch
 WEIGHTINGS = ("uniform", "linear", "final")
 
 
-def step_weights(kind: str, horizon: int) -> torch.Tensor:
-    """``w_1..w_K``: (i) uniform ``1``, (ii) linear ``k``, (iii) final-only ``1[k = K]``.
+def check_weighting(kind, horizon: int | None = None, where: str = "") -> str | list[float]:
+    """A step weighting: one of :data:`WEIGHTINGS`, or explicit weights ``[w_1, ..., w_K]``
+    (non-negative numbers, not all zero; ``horizon`` of them when ``horizon`` is given).
+
+    Explicit weights say which budgets the meta-loss cares about, e.g. ``[3] * 10 + [1] * 10``
+    leans a 20-step rule towards its first 10 steps. Returns the name or the list of floats;
+    anything else raises one ``ValueError`` line.
+    """
+    pre = f"{where}: " if where else ""
+    if isinstance(kind, str):
+        if kind not in WEIGHTINGS:
+            raise ValueError(f"{pre}unknown weighting {kind!r}; choose from {list(WEIGHTINGS)} "
+                             "or give a list of per-step weights")
+        return kind
+    if isinstance(kind, list | tuple) and kind and all(
+            isinstance(w, int | float) and not isinstance(w, bool) for w in kind):
+        ws = [float(w) for w in kind]
+        if all(w >= 0 and w == w and w != float("inf") for w in ws) and sum(ws) > 0:
+            if horizon is not None and len(ws) != horizon:
+                raise ValueError(f"{pre}the weighting lists {len(ws)} step weights but the "
+                                 f"horizon is {horizon} steps; give one weight per step")
+            return ws
+    raise ValueError(f"{pre}the weighting must be one of {list(WEIGHTINGS)} or a non-empty list "
+                     f"of finite non-negative per-step weights, not all zero; got {kind!r}")
+
+
+def step_weights(kind, horizon: int) -> torch.Tensor:
+    """``w_1..w_K``: (i) uniform ``1``, (ii) linear ``k``, (iii) final-only ``1[k = K]``, or
+    the explicit list ``kind`` (:func:`check_weighting`).
 
     Normalised to sum to one so losses of different horizons are on the same scale.
     """
     if horizon < 1:
         raise ValueError(f"the horizon must be at least one step, got {horizon}")
     k = torch.arange(1, horizon + 1, dtype=torch.float32)
-    if kind == "uniform":
+    if not isinstance(kind, str):
+        w = torch.tensor(check_weighting(kind, horizon), dtype=torch.float32)
+    elif kind == "uniform":
         w = torch.ones_like(k)
     elif kind == "linear":
         w = k
@@ -39,10 +68,11 @@ class Objective:
     """Meta-loss configuration: ``split`` read, step ``weighting``, per-task ``normalize``."""
 
     split: str = "val"
-    weighting: str = "uniform"
+    weighting: str | tuple[float, ...] = "uniform"
     normalize: bool = True
 
     def __post_init__(self):
         if self.split not in ("train", "val"):
             raise ValueError(f"the meta-loss reads 'train' or 'val', got {self.split!r}")
-        step_weights(self.weighting, 1)  # validates the name
+        w = check_weighting(self.weighting)
+        object.__setattr__(self, "weighting", w if isinstance(w, str) else tuple(w))

@@ -22,16 +22,22 @@ def trajectory(rule: UpdateRule, oracle, tasks: TaskBatch, theta: torch.Tensor, 
                ) -> Iterator[tuple[torch.Tensor, State]]:
     """Yield ``(theta_k, state_k)`` for ``k = 1..steps`` (Eq. 3, Algorithm 1 step 6).
 
-    The oracle only ever sees the fine-tuning split. Whether the result carries a graph back
-    to the rule's parameters depends on the caller's grad mode: the same loop serves
+    The oracle only ever sees the fine-tuning split; its memory (the past estimates a
+    history-guided oracle keeps) starts empty with each call. Whether the result carries a
+    graph back to the rule's parameters depends on the caller's grad mode: the same loop serves
     meta-training (graph kept) and evaluation (``torch.no_grad``).
     """
 
     def loss_fn(th: torch.Tensor) -> torch.Tensor:
         return tasks.loss(th, "train")
 
+    memory = None
+    with_memory = hasattr(oracle, "estimate")  # any callable ``oracle(loss_fn, theta, gen)`` works
     for _ in range(steps):
-        grad = oracle(loss_fn, theta, generator)
+        if with_memory:
+            grad, memory = oracle.estimate(loss_fn, theta, generator, memory)
+        else:
+            grad = oracle(loss_fn, theta, generator)
         delta, state = rule.update(grad, state, theta)
         theta = tasks.project(theta + delta)
         yield theta, state

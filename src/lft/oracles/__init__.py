@@ -1,0 +1,65 @@
+"""Gradient oracles: what the update rule is fed at each fine-tuning step.
+
+An oracle is called as ``oracle(loss_fn, theta, generator)``, or with the memory it carries
+from step to step as ``oracle.estimate(loss_fn, theta, generator, memory)``
+(:mod:`lft.oracles.base`). ``queries_per_step`` is the loss evaluations an estimate costs.
+
+=============  ====================================  ===========================================
+type           class                                 what it returns
+=============  ====================================  ===========================================
+``fo``         :class:`FirstOrder`                   the gradient, by autograd
+``zo``         :class:`ZerothOrder`                  random-direction estimate (Eq. 6): Gaussian,
+                                                     Rademacher, sphere or orthogonal directions
+``history``    :class:`HistorySubspace`              least squares, past estimates in the span
+``guided``     :class:`GuidedES`                     Guided ES, search stretched along the past
+``learned``    :class:`LearnedSampling`              meta-learned per-coordinate search scales
+=============  ====================================  ===========================================
+
+Every type but ``fo`` uses function values only: rows of results call them all ``oracle:
+zo`` and name the estimator in their configuration.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lft import validation as v
+from lft.oracles.base import FirstOrder, LossFn, Oracle, differences, plain_grad
+from lft.oracles.history import GuidedES, HistorySubspace
+from lft.oracles.learned import LearnedSampling
+from lft.oracles.random import DIRECTIONS, ZerothOrder
+
+#: oracle type -> class
+ORACLES = {"fo": FirstOrder, "zo": ZerothOrder, "history": HistorySubspace, "guided": GuidedES,
+           "learned": LearnedSampling}
+
+
+def build_oracle(config: dict):
+    """Build an oracle from ``{"type": ..., **options}`` (:data:`ORACLES`); bad options raise
+    ``ValueError``."""
+    config = v.mapping("a gradient-oracle configuration", config)
+    kind = config.pop("type", None)
+    cls = ORACLES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f"unknown gradient oracle {kind!r}; choose 'fo' (gradients) or one "
+                         f"of {sorted(set(ORACLES) - {'fo'})} (function values only)")
+    v.known_options(f"gradient oracle {kind!r}", config, v.parameters_of(cls.__init__))
+    try:
+        return cls(**config)
+    except TypeError as e:
+        raise ValueError(f"bad options for oracle {kind!r}: {e}") from None
+
+
+def is_zeroth_order(config: dict) -> bool:
+    """Whether an oracle configuration uses function values only (any type but ``fo``)."""
+    return config.get("type", "fo") != "fo"
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-row cosine similarity, for checking estimate quality."""
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1) + 1e-12)
+
+
+__all__ = ["DIRECTIONS", "ORACLES", "FirstOrder", "GuidedES", "HistorySubspace",
+           "LearnedSampling", "LossFn", "Oracle", "ZerothOrder", "build_oracle", "cosine",
+           "differences", "is_zeroth_order", "plain_grad"]
