@@ -117,9 +117,23 @@ def test_black_box_attack_of_a_callable_victim_the_fine_tuner_never_saw(
                         "--steps", 4, "--out", out_dir], capsys)
     assert rc == 0, err
     report = json.loads((out_dir / "attack.json").read_text())
-    assert report["queries"] == 4 * 2 * 5 * 10 and "queries: 400 images" in out
+    assert report["queries"] == 4 * 2 * 5 * 10 and report["loss_evaluations"] == 4 * 2 * 5
+    assert "queries: 40 loss evaluations (10 per step), 400 images sent" in out
     assert report["black_box"] and len(report["asr"]) == 5 and report["eval_images"] == 30
     assert np.load(out_dir / "delta.npy").shape == (3, 32, 32)
+    # a budget of loss evaluations per step, spent by the history-guided estimator
+    rc, out, err = run(["attack", "--victim", f"{tmp_path / 'my_victim.py'}:logits",
+                        "--images", folders["cifar"], "--classes", names, "--fine-tuner", ckpt,
+                        "--black-box", "--queries-per-step", 6, "--steps", 4, "--out",
+                        tmp_path / "bb6"], capsys)
+    assert rc == 0, err
+    report = json.loads((tmp_path / "bb6" / "attack.json").read_text())
+    assert report["loss_evaluations"] == 4 * 6 and report["oracle"]["type"] == "history"
+    assert "history, 6 loss evaluations per step" in out and "queries: 24 loss evaluations" in out
+    rc, out, err = run(["attack", "--victim", f"{tmp_path / 'my_victim.py'}:logits",
+                        "--images", folders["cifar"], "--classes", names, "--fine-tuner", ckpt,
+                        "--queries-per-step", 6, "--out", tmp_path / "bb7"], capsys)
+    assert rc == 2 and "add --black-box" in err
 
 
 def test_attack_with_the_packaged_uap_fine_tuner_by_name(victims, folders, tmp_path, capsys):

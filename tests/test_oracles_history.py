@@ -164,7 +164,7 @@ def test_too_many_directions_for_the_optimisee_is_a_clear_error():
 
 def test_a_learned_sampling_distribution_is_meta_trained_with_the_rule_and_checkpointed(tmp_path):
     from lft import checkpoint
-    from lft.meta import Method, MetaTrainer, TrainConfig, preset
+    from lft.meta import MetaTrainer, Method, TrainConfig, preset
     from lft.tasks import SineFamily
 
     family = SineFamily()

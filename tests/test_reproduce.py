@@ -22,12 +22,25 @@ def test_reproduce_figure4_quick(tmp_path, capsys, monkeypatch):
     doc = json.loads((out / "results.json").read_text())
     assert set(doc) == SCHEMA_KEYS and doc["artefact"] == "figure4"
     rows = doc["rows"]
-    assert all(set(r) == ROW_KEYS for r in rows)
+    assert all(ROW_KEYS | {"queries"} <= set(r) <= ROW_KEYS | {"queries", "estimator", "versus",
+                                                                "versus_estimator"} for r in rows)
     methods = {(r["method"], r["oracle"]) for r in rows}
     assert methods == {("lft", "fo"), ("lft", "zo"), ("l2o", "fo"), ("l2o", "zo"),
-                       ("maml", "fo"), ("lft+init", "fo"), ("sgd", "fo"), ("adam", "fo")}
+                       ("maml", "fo"), ("lft+init", "fo"), ("sgd", "fo"), ("adam", "fo"),
+                       ("signsgd", "zo")}
     assert {r["step"] for r in rows} == set(range(21))
     assert all(r["n"] == 100 and r["mean"] is not None for r in rows)
+    # every zeroth-order row spends 20 directions plus the base point per step
+    zo = [r for r in rows if r["oracle"] == "zo"]
+    assert all(r["queries"] == 21 * r["step"] for r in zo)
+    assert {r["estimator"] for r in zo} == {"history", "learned", "gaussian"}
+    assert {r["queries"] for r in rows if r["method"] == "adam" and r["step"] == 20} == {200}
+    # ZO-LFT on each of its estimators, paired with each rival tuned for each budget
+    vs = [r for r in rows if r.get("versus")]
+    assert {(r["estimator"], r["versus"], r["versus_estimator"], r["step"]) for r in vs} == {
+        (e, "signsgd/zo", v, k) for e in ("history", "learned") for v in ("history", "gaussian")
+        for k in (1, 5, 20)}
+    assert "Zeroth-order rivals" in (out / "table.md").read_text()
     # MAML's learned initialisation must already beat a random one before any step
     at0 = {r["method"]: r["mean"] for r in rows if r["step"] == 0 and r["oracle"] == "fo"}
     assert at0["maml"] < at0["sgd"]
@@ -39,7 +52,7 @@ def test_reproduce_figure4_quick(tmp_path, capsys, monkeypatch):
     from safetensors.torch import load_file
     curves = load_file(str(out / "curves.safetensors"))
     assert curves["MAML/mse"].shape == (100, 21)
-    assert len(list((out / "checkpoints").glob("*.safetensors"))) == 6
+    assert len(list((out / "checkpoints").glob("*.safetensors"))) == 7  # ZO-LFT [learned] too
 
 
 def test_reproduce_table2_quick(tmp_path, data_dir):

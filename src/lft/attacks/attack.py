@@ -23,7 +23,7 @@ import torch
 from lft.attacks.victims import Victim, read_victim
 from lft.meta.learners import Method
 from lft.meta.unroll import trajectory
-from lft.oracles import FirstOrder, ZerothOrder
+from lft.oracles import FirstOrder, ZerothOrder, build_oracle, is_zeroth_order
 from lft.tasks.base import TaskFamily
 from lft.tasks.uap import Perturbation, UAPBatch, attack_success, check_budget, steps_to_asr
 
@@ -203,8 +203,10 @@ class AttackResult:
     """What an attack produced and measured (curves have one entry per step ``0..steps``).
 
     ``queries`` counts the images the attack sent to the victim (white box: each one
-    back-propagated, ``steps x images``); ``wall_time_s`` is the attack's own time (its
-    fine-tuning steps, not the reporting); ``eps``/``norm`` its budget (``None``: none).
+    back-propagated, ``steps x images``); ``loss_evaluations`` (black box) the evaluations of
+    the attack loss on the attack images, the base points included; ``wall_time_s`` is the
+    attack's own time (its fine-tuning steps, not the reporting); ``eps``/``norm`` its budget
+    (``None``: none).
     """
 
     delta: torch.Tensor
@@ -223,6 +225,7 @@ class AttackResult:
     eps: float | None = None
     norm: str = "2"
     info: dict = field(default_factory=dict)
+    loss_evaluations: int | None = None
 
 
 def universal_perturbation(victim, x: torch.Tensor, y: torch.Tensor, method: Method,
@@ -231,12 +234,14 @@ def universal_perturbation(victim, x: torch.Tensor, y: torch.Tensor, method: Met
                            seed: int = 0, x_eval: torch.Tensor | None = None,
                            y_eval: torch.Tensor | None = None,
                            callback=None, eps: float | None = None,
-                           norm: str = "2") -> AttackResult:
+                           norm: str = "2", oracle: dict | None = None) -> AttackResult:
     """Fine-tune one perturbation of ``x``'s image shape on ``(x, y)`` for ``steps`` steps.
 
     ``method``'s rule and random start are used; its oracle is replaced by exact gradients, or
     with ``black_box`` by the antithetic zeroth-order oracle (``q`` Gaussian directions, radius
-    ``mu``), which only reads the victim's outputs. ``queries`` counts the images the attack
+    ``mu``), which only reads the victim's outputs, or the zeroth-order ``oracle``
+    configuration given (:func:`lft.oracles.build_oracle`, e.g. ``{"type": "history", "q":
+    20}``: 21 loss evaluations per step). ``queries`` counts the images the attack
     sent to the victim (reporting calls excluded; white box, each is back-propagated).
     ``eps`` (optional) is a budget: the start and every step are projected onto the ball
     ``||delta||_2 <= eps`` (``norm="2"``) or ``|delta_i| <= eps`` (``norm="inf"``).
@@ -260,7 +265,13 @@ def universal_perturbation(victim, x: torch.Tensor, y: torch.Tensor, method: Met
     batch = (x[None], y[None])
     tasks = UAPBatch(model, {"train": batch, "val": batch, "test": batch}, primary_metric="asr",
                      lam=lam, eps=eps, norm=norm)
-    oracle = ZerothOrder(q=q, mu=mu, scheme="antithetic") if black_box else FirstOrder()
+    if oracle is not None and not black_box:
+        raise ValueError("an oracle configuration is for black-box attacks; pass "
+                         "black_box=True or leave oracle out")
+    if oracle is not None and not is_zeroth_order(oracle):
+        raise ValueError(f"a black-box attack needs a zeroth-order oracle, got {oracle!r}")
+    oracle = (build_oracle(dict(oracle)) if oracle is not None
+              else ZerothOrder(q=q, mu=mu, scheme="antithetic") if black_box else FirstOrder())
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         theta, state = method.start(tasks, gen)
@@ -297,7 +308,8 @@ def universal_perturbation(victim, x: torch.Tensor, y: torch.Tensor, method: Met
                           clean_asr=float(attack_success(clean, y)), queries=counter.images,
                           victim_calls=counter.calls,
                           steps_to_75=_nan_to_none(steps_to_asr(torch.tensor(asr))),
-                          wall_time_s=wall, eps=eps, norm=norm)
+                          wall_time_s=wall, eps=eps, norm=norm,
+                          loss_evaluations=counter.images // len(y) if black_box else None)
     if x_eval is not None:
         with torch.no_grad():
             clean_eval = check_victim(victim, x_eval, y_eval)

@@ -86,6 +86,12 @@ def register(sub) -> None:
                         "number of images sent to the victim is reported")
     a.add_argument("--q", type=_positive(int), default=20,
                    help="black box: random directions per step (2q queries per step)")
+    a.add_argument("--queries-per-step", type=_positive(int), default=None,
+                   help="black box: loss evaluations per step, the base point included "
+                        "(forward differences along N-1 directions); default: 2q antithetic")
+    a.add_argument("--estimator", choices=("gaussian", "orthogonal", "history", "guided"),
+                   default=None, help="black box with --queries-per-step: the estimator "
+                                      "(default history: past estimates in the query span)")
     a.add_argument("--mu", type=_positive(float), default=0.005,
                    help="black box: finite-difference radius")
     a.add_argument("--seed", type=int, default=0)
@@ -175,7 +181,10 @@ def cmd_attack(a) -> int:
             raise ValueError(f"--eval-dir images are {tuple(x_eval.shape[1:])} but --images "
                              f"are {tuple(x.shape[1:])}")
     method, how = _method(a, Perturbation(victim, tuple(x.shape[1:])))
-    mode = (f"black box (zeroth-order, q={a.q} directions, {2 * a.q} queries per step)"
+    oracle = _oracle(a)
+    evals = 2 * a.q if oracle is None else oracle["q"] + 1
+    estimator = "gaussian, antithetic" if oracle is None else a.estimator or "history"
+    mode = (f"black box (zeroth-order, {estimator}, {evals} loss evaluations per step)"
             if a.black_box else "white box (exact gradients)")
     budget = "no budget" if a.eps is None else f"budget ||delta||_{norm} <= {a.eps:g}"
     print(f"victim {victim.name}; {len(y)} images of shape {tuple(x.shape[1:])}, classes "
@@ -190,7 +199,8 @@ def cmd_attack(a) -> int:
     r = universal_perturbation(victim, x, y, method, steps=a.steps, lam=a.lam,
                                black_box=a.black_box, q=a.q, mu=a.mu,
                                init_scale=a.init_scale, seed=a.seed, x_eval=x_eval,
-                               y_eval=y_eval, callback=show, eps=a.eps, norm=norm)
+                               y_eval=y_eval, callback=show, eps=a.eps, norm=norm,
+                               oracle=oracle)
     steps75 = "never" if r.steps_to_75 is None else f"step {r.steps_to_75:.0f}"
     print(f"attack images: ASR {r.asr[-1]:.2%} (clean {r.clean_asr:.2%}); 75% ASR first at "
           f"{steps75}; distortion ||delta||_2/sqrt(d) {r.distortion[-1]:.4f} "
@@ -198,7 +208,9 @@ def cmd_attack(a) -> int:
     if r.eval_asr is not None:
         print(f"held-out images ({r.eval_images}): ASR {r.eval_asr:.2%} "
               f"(clean {r.eval_clean_asr:.2%})")
-    print(f"queries: {r.queries} images sent to the victim in {r.victim_calls} calls"
+    evaluated = ("" if r.loss_evaluations is None else
+                 f"{r.loss_evaluations} loss evaluations ({evals} per step), ")
+    print(f"queries: {evaluated}{r.queries} images sent to the victim in {r.victim_calls} calls"
           + ("" if a.black_box else ", each back-propagated (forward and backward passes)")
           + f"; wall time {r.wall_time_s:.2f} s ({a.steps} steps)")
     npy, png = save_perturbation(r.delta, a.out)
@@ -209,8 +221,29 @@ def cmd_attack(a) -> int:
               "clean_asr": r.clean_asr, "eval_asr": r.eval_asr,
               "eval_clean_asr": r.eval_clean_asr, "eval_images": r.eval_images,
               "steps_to_75": r.steps_to_75, "queries": r.queries,
+              "loss_evaluations": r.loss_evaluations, "oracle": oracle,
               "victim_calls": r.victim_calls, "wall_time_s": r.wall_time_s, "eps": a.eps,
               "norm": None if a.eps is None else norm}
     write_json(Path(a.out) / "attack.json", report)
     print(f"wrote {npy}, {png}, {Path(a.out) / 'attack.json'}")
     return 0
+
+
+def _oracle(a) -> dict | None:
+    """The black-box oracle ``--queries-per-step``/``--estimator`` ask for (``None``: the
+    default antithetic Gaussian estimate of ``--q`` directions)."""
+    if a.queries_per_step is None:
+        if a.estimator is not None:
+            raise ValueError("--estimator needs --queries-per-step (the loss evaluations per "
+                             "step it may spend)")
+        return None
+    if not a.black_box:
+        raise ValueError("--queries-per-step is a black-box budget; add --black-box")
+    if a.queries_per_step < 2:
+        raise ValueError(f"--queries-per-step must be at least 2 (the base point and one "
+                         f"direction), got {a.queries_per_step}")
+    q, kind = a.queries_per_step - 1, a.estimator or "history"
+    if kind in ("gaussian", "orthogonal"):
+        return {"type": "zo", "q": q, "mu": a.mu, "directions": kind, "scheme": "forward"}
+    return {"type": kind, "q": q, "mu": a.mu, "scheme": "forward"}
+

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from lft.experiments import zo_rivals
 from lft.experiments.results import (
     curve_rows,
     default_out,
@@ -27,27 +28,42 @@ from lft.experiments.results import (
 from lft.experiments.runner import job_key, run_jobs
 from lft.meta.evaluate import Curve
 from lft.meta.learners import preset
+from lft.oracles import estimator_name, queries_per_step
 from lft.tasks import SineFamily
 
 ARTEFACT = "figure4"
 TABLE_STEPS = (0, 1, 5, 10, 20)
 
 #: Each profile: meta-training iterations per method, meta-batch, test tasks, tuning budget.
+#: the zeroth-order oracle of the ZO rows: 20 directions plus the base point per step, the
+#: least-squares estimate with the last 3 estimates in the query span (chosen on meta-training
+#: tasks by probes/zo_oracles.py, probes/results/zo_oracles.txt)
+ZO_ORACLE = {"type": "history", "q": 20, "m": 3, "mu": 0.005, "scheme": "forward"}
+#: plain Gaussian directions at the same budget, for the ZO rivals and a ZO-LFT variant
+GAUSSIAN = {"type": "zo", "q": 20, "mu": 0.005, "directions": "gaussian", "scheme": "forward",
+            "differentiable": False}
+LEARNED = {"type": "learned", "q": 20, "mu": 0.005, "scheme": "forward"}
+
 PROFILES: dict[str, dict] = {
     "quick": {"iterations": {"lft": 40, "l2o": 40, "lft+init": 40, "maml": 300},
               "meta_batch": 4, "maml_meta_batch": 25, "test_tasks": 100, "steps": 20,
               "tune_tasks": 50, "lr_grid": [0.001, 0.003, 0.01, 0.03],
               "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "lft+init": 3e-3, "maml": 1e-3},
-              "lr_decay": 0.1, "workers": 1},
+              "lr_decay": 0.1, "workers": 1, "zo_oracle": ZO_ORACLE,
+              "zo_variants": {"learned": LEARNED},
+              "zo_rivals": {"oracles": [GAUSSIAN, ZO_ORACLE], "budgets": [1, 5, 20],
+                            "rules": ["signsgd"]}},
     "paper": {"iterations": {"lft": 4000, "l2o": 4000, "lft+init": 4000, "maml": 20000},
               "zo_iterations": 1500,
               "meta_batch": 8, "maml_meta_batch": 25, "test_tasks": 500, "steps": 20,
               "tune_tasks": 200, "lr_grid": [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1],
               "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "lft+init": 3e-3, "maml": 1e-3},
-              "lr_decay": 0.1, "workers": 2,
-              "zo_oracle": {"q": 100, "scheme": "forward", "directions": "rademacher"}},
+              "lr_decay": 0.1, "workers": 2, "zo_oracle": ZO_ORACLE,
+              "zo_variants": {"gaussian": GAUSSIAN, "learned": LEARNED},
+              "zo_rivals": {"oracles": [GAUSSIAN, ZO_ORACLE], "budgets": [1, 5, 10, 20],
+                            "rules": ["sgd", "signsgd", "adam"],
+                            "grid": [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3]}},
 }
-
 #: (method, zeroth-order?) in table order.
 METHODS = [("lft", False), ("lft", True), ("l2o", False), ("l2o", True), ("maml", False),
            ("lft+init", False), ("sgd", False), ("adam", False)]
@@ -61,13 +77,17 @@ def make_jobs(profile: dict, out: Path, seed: int) -> list[dict]:
     """The job list of a profile (plain dicts, see :mod:`lft.experiments.runner`)."""
     family = SineFamily()
     jobs = []
-    for name, zo in METHODS:
+    methods = [(name, zo, None) for name, zo in METHODS]
+    methods[2:2] = [("lft", True, v) for v in profile.get("zo_variants", {})]
+    for name, zo, variant in methods:
         cfg = preset(name, zo=zo)
         if zo and "zo_oracle" in profile:
-            cfg.oracle = {**cfg.oracle, **profile["zo_oracle"]}
+            cfg.oracle = dict(profile["zo_variants"][variant] if variant
+                              else profile["zo_oracle"])
         learned = cfg.learn_rule or cfg.learn_init
         mb = profile["maml_meta_batch"] if name == "maml" else profile["meta_batch"]
-        job = {"label": cfg.label, "family": family.config(), "method": cfg.to_dict(),
+        label = f"{cfg.label} [{variant}]" if variant else cfg.label
+        job = {"label": label, "family": family.config(), "method": cfg.to_dict(),
                "out": str(out), "steps": profile["steps"], "test_tasks": profile["test_tasks"],
                "seed": seed, "test_seed": seed}
         if learned:
@@ -175,6 +195,10 @@ def plot(path: Path, records: list[dict]) -> None:
     plt.close(fig)
 
 
+def _queries(record: dict, shots: int) -> int:
+    return queries_per_step(record["method_config"]["oracle"], shots)
+
+
 def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int = 0,
               workers: int | None = None, progress: bool = True,
               profile_overrides: dict | None = None) -> dict:
@@ -183,16 +207,41 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     out = Path(out or default_out(ARTEFACT, profile))
     out.mkdir(parents=True, exist_ok=True)
     started, t0 = utc_now(), time.perf_counter()
+    family = SineFamily()
     jobs = make_jobs(prof, out, seed)
+    zr = prof.get("zo_rivals")
+    tuning = {}
+    if zr:  # ZO-SGD/signSGD/Adam, each tuned for each budget on meta-training tasks
+        tuning = zo_rivals.tune(family.config(), zr["oracles"], zr.get("grid", prof["lr_grid"]),
+                                zr["budgets"], prof["tune_tasks"], seed,
+                                rules=tuple(zr["rules"]))
+        common = {"family": family.config(), "out": str(out), "steps": prof["steps"],
+                  "test_tasks": prof["test_tasks"], "seed": seed, "test_seed": seed}
+        jobs += zo_rivals.jobs(tuning, common, prof["steps"])
     workers = workers or min(prof["workers"], os.cpu_count() or 1)
     records = run_jobs(jobs, workers=workers, progress=progress)  # lft+init after MAML
     wall = time.perf_counter() - t0
+    rivals = {(j["zo_rival"], j["lr"]): Curve("mse", torch.tensor(r["curves"]["mse"]))
+              for j, r in zip(jobs, records) if "zo_rival" in j}
+    records = [r for j, r in zip(jobs, records) if "zo_rival" not in j]
     rows = []
     for r in records:
         learned = "train_stats" in r
-        rows += curve_rows(Curve("mse", torch.tensor(r["curves"]["mse"])), r["name"],
-                           r["oracle"], "sine" if learned else "none", "sine")
-    config = {"profile": prof, "workers": workers,
+        q = _queries(r, family.shots)
+        extra = {"estimator": estimator_name(r["method_config"]["oracle"])} \
+            if r["oracle"] == "zo" else {}
+        rows += [{**row, **extra, "queries": q * row["step"]} for row in curve_rows(
+            Curve("mse", torch.tensor(r["curves"]["mse"])), r["name"], r["oracle"],
+            "sine" if learned else "none", "sine")]
+    at_k = zo_rivals.curves_at_budgets(tuning, rivals)
+    rows += zo_rivals.rows(tuning, at_k, "mse", "sine", family.shots)
+    for r in records:
+        if r["oracle"] == "zo" and r["name"] == "lft":
+            rows += zo_rivals.versus_rows(
+                "lft", Curve("mse", torch.tensor(r["curves"]["mse"])), tuning, at_k, "mse",
+                "sine", "sine", _queries(r, family.shots),
+                {"estimator": estimator_name(r["method_config"]["oracle"])})
+    config = {"profile": prof, "workers": workers, "zo_rivals": tuning,
               "jobs": [{k: v for k, v in j.items() if k != "out"} for j in jobs],
               "outcomes": [{k: v for k, v in r.items() if k != "curves"} for r in records],
               "paired_differences": paired_differences(records, tuple(range(prof["steps"] + 1)))}
@@ -200,6 +249,45 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     write_json(out / "results.json", doc)
     save_file({f"{r['label']}/mse": torch.tensor(r["curves"]["mse"]) for r in records},
               str(out / "curves.safetensors"), metadata={"layout": "[task, step] test MSE"})
-    write_table(out / "table.md", records, profile, wall)
+    text = write_table(out / "table.md", records, profile, wall)
+    if tuning:
+        with open(out / "table.md", "w") as f:
+            f.write(text.rstrip("\n") + "\n\n" + rival_table(rows, tuning) + "\n")
     plot(out / "figure4.png", records)
     return doc
+
+
+def rival_table(rows: list[dict], tuning: dict) -> str:
+    """Markdown: each ZO rival at the budgets it was tuned for, and ZO-LFT minus it."""
+    budgets = sorted({k for t in tuning.values() for k in t["best"]})
+    evals = {f"{queries_per_step(t['oracle'], 0)} for {estimator_name(t['oracle'])}"
+             for t in tuning.values()}
+    head = "| | " + " | ".join(f"k={k}" for k in budgets) + " |\n|---|" + "---|" * len(budgets)
+    lines = ["## Zeroth-order rivals at the same loss evaluations, tuned for each budget", "",
+             "Hand-designed rules fed the same kind of estimates as ZO-LFT at the same loss "
+             f"evaluations per step ({', '.join(sorted(evals))}), each "
+             "with its learning rate tuned for step k on meta-training tasks (in brackets). "
+             "Test MSE, mean ± 95% CI; then ZO-LFT's paired difference (negative: ZO-LFT "
+             "lower), win/loss where the CI excludes 0.", "", head]
+    for key, t in tuning.items():
+        est = key.split("/")[1]
+        cells = []
+        for k in budgets:
+            r = next(r for r in rows if r.get("versus") is None and r["method"] == t["rule"]
+                     and r.get("estimator") == est and r["step"] == k)
+            cells.append(f"{r['mean']:.3f} ± {r['ci95']:.3f} [{t['best'][k]:g}]")
+        lines.append(f"| {zo_rivals.LABELS[t['rule']]} [{est}] | " + " | ".join(cells) + " |")
+    for est in sorted({r["estimator"] for r in rows if r.get("versus_estimator")}):
+        lines += ["", f"ZO-LFT [{est}] minus each rival:", "", head]
+        for key, t in tuning.items():
+            cells = []
+            for k in budgets:
+                r = next(r for r in rows if r.get("versus") == f"{t['rule']}/zo"
+                         and r["versus_estimator"] == key.split("/")[1] and r["step"] == k
+                         and r["estimator"] == est)
+                verdict = "win" if r["mean"] + r["ci95"] < 0 else (
+                    "loss" if r["mean"] - r["ci95"] > 0 else "tie")
+                cells.append(f"{r['mean']:+.3f} ± {r['ci95']:.3f} {verdict}")
+            lines.append(f"| − {zo_rivals.LABELS[t['rule']]} [{key.split('/')[1]}] | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -230,10 +230,11 @@ def preset(name: str, zo: bool = False, base_lr: float | None = None,
            **overrides) -> MethodConfig:
     """The paper's methods (and the residual ones) as configurations.
 
-    ``overrides`` replace any field; a dict for ``rule`` or ``oracle`` of the default's type
-    (or without a type) is merged into the default's options, one of another type replaces it. ``base_lr`` sets the learning rate of a hand-designed
-    method or of a residual method's base (default :data:`BASE_LR`); the schedule of a
-    residual method has one row per step of its ``horizon``.
+    ``overrides`` replace any field; a dict for ``rule`` or ``oracle`` of the default's type (or
+    without a type) is merged into the default's options, one of another type replaces it.
+    ``base_lr`` sets the learning rate of a hand-designed method or of a residual method's base
+    (default :data:`BASE_LR`); the schedule of a residual method has one row per step of its
+    ``horizon``.
     """
     oracle = dict(DEFAULT_ZO if zo else DEFAULT_FO)
     if base_lr is not None and name in ("lft", "l2o", "lft+init"):

@@ -62,4 +62,23 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 __all__ = ["DIRECTIONS", "ORACLES", "FirstOrder", "GuidedES", "HistorySubspace",
            "LearnedSampling", "LossFn", "Oracle", "ZerothOrder", "build_oracle", "cosine",
-           "differences", "is_zeroth_order", "plain_grad"]
+           "differences", "estimator_name", "is_zeroth_order", "plain_grad", "queries_per_step"]
+
+
+def estimator_name(config: dict) -> str:
+    """A short name of the estimator an oracle configuration uses, for tables and rows:
+    ``"gradient"``, ``"gaussian"`` (or the directions of a ``zo`` oracle), ``"history"``,
+    ``"guided"`` or ``"learned"``."""
+    kind = config.get("type", "fo")
+    if kind == "fo":
+        return "gradient"
+    if kind == "zo":
+        return config.get("directions", "gaussian")
+    return kind
+
+
+def queries_per_step(config: dict, examples: int) -> int:
+    """Oracle cost of one step in the results schema's units: loss evaluations of the
+    fine-tuning set for a zeroth-order oracle (the base point included), the ``examples``
+    back-propagated for the first-order one."""
+    return build_oracle(dict(config)).queries_per_step if is_zeroth_order(config) else examples
