@@ -29,12 +29,24 @@ from lft.tasks.presets import IMAGE_RULE, family_config
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = (5, 10, 20)
-#: name -> (meta-iterations, step weighting)
+#: a decaying start for the learned schedule (multipliers of the AUC-tuned base rate 0.001:
+#: Adam's rates tuned for 5, 10 and 20 steps were 0.004, 0.002 and 0.001)
+DECAY = [4.0] * 5 + [2.0] * 5 + [1.0] * 10
+FAST = [8.0] * 2 + [4.0] * 3 + [2.0] * 5 + [1.0] * 10
+SLOW = [4.0] * 5 + [2.0] * 10 + [1.0] * 5
+#: name -> (meta-iterations (0: the rule at its start, untrained), step weighting, schedule
+#: start)
 VARIANTS = {
-    "uniform": (100, "uniform"),
-    "early3": (100, [3.0] * 10 + [1.0] * 10),
-    "uniform300": (300, "uniform"),
-    "early3-300": (300, [3.0] * 10 + [1.0] * 10),
+    "uniform": (100, "uniform", None),
+    "early3": (100, [3.0] * 10 + [1.0] * 10, None),
+    "uniform300": (300, "uniform", None),
+    "early3-300": (300, [3.0] * 10 + [1.0] * 10, None),
+    "decay-0": (0, "uniform", DECAY),
+    "fast-0": (0, "uniform", FAST),
+    "slow-0": (0, "uniform", SLOW),
+    "decay": (100, "uniform", DECAY),
+    "fast": (100, "uniform", FAST),
+    "slow": (100, "uniform", SLOW),
 }
 
 
@@ -65,17 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     auc = tuning[source]["auc"]  # the committed run's whole-horizon choice, as budgets.base_rate
     lr = float(min(auc, key=auc.get))
     for name in a.variants.split(","):
-        iterations, weighting = VARIANTS[name]
+        iterations, weighting, start = VARIANTS[name]
         cfg = preset("lft+adam", base_lr=lr, horizon=max(STEPS))
         cfg.rule = with_lstm_options(cfg.rule, IMAGE_RULE)
+        if start is not None:
+            cfg.rule["rules"][0]["init"] = start
         cfg.weighting = weighting
         cfg.validate()
-        train = TrainConfig(iterations=iterations, meta_batch=prof["meta_batch"],
+        train = TrainConfig(iterations=max(iterations, 1), meta_batch=prof["meta_batch"],
                             meta_lr=prof["meta_lr"], lr_decay=prof["lr_decay"], seed=a.seed,
                             log_every=1000)
         method = Method(cfg, family, seed=a.seed)
         t0 = time.perf_counter()
-        MetaTrainer(method, family, train).train(progress=False)
+        if iterations:
+            MetaTrainer(method, family, train).train(progress=False)
         minutes = (time.perf_counter() - t0) / 60
         curves = evaluate(method, family, n_tasks=a.tasks, steps=max(STEPS), purpose="select",
                           progress=False, record=record)

@@ -54,22 +54,34 @@ class Scheduled(UpdateRule):
     top of a tuned hand-designed rule. Steps past ``steps`` reuse the last row. ``gain``
     scales how fast meta-training moves the schedule: the meta-optimiser takes steps of about
     its learning rate in ``s``, and a schedule must move by factors of 2, not of 1.003.
+    ``init`` (optional, ``steps`` positive numbers) starts the multipliers there instead of at
+    1, e.g. a decaying schedule chosen on meta-training tasks, for every role.
     """
 
     kind = "scheduled"
 
-    def __init__(self, rule, steps: int = 20, per_role: bool = True, gain: float = 10.0):
+    def __init__(self, rule, steps: int = 20, per_role: bool = True, gain: float = 10.0,
+                 init: list[float] | None = None):
         super().__init__()
         from lft.rules import build  # the registry imports this module
         from lft.rules.features import N_ROLES
 
         self.base = rule if isinstance(rule, UpdateRule) else build(rule)
         self.steps, self.per_role, self.gain = int(steps), bool(per_role), float(gain)
-        self.log_scale = nn.Parameter(torch.zeros(self.steps, N_ROLES if self.per_role else 1))
+        self.start = None if init is None else [float(m) for m in init]
+        if self.start is not None and (len(self.start) != self.steps
+                                       or not all(m > 0 for m in self.start)):
+            raise ValueError(f"scheduled rule: init must list {self.steps} positive multipliers "
+                             f"(one per step), got {init!r}")
+        log_scale = torch.zeros(self.steps, N_ROLES if self.per_role else 1)
+        if self.start is not None:
+            log_scale += torch.log(torch.tensor(self.start))[:, None] / self.gain
+        self.log_scale = nn.Parameter(log_scale)
 
     def config(self) -> dict:
-        return {"type": self.kind, "rule": self.base.config(), "steps": self.steps,
-                "per_role": self.per_role, "gain": self.gain}
+        out = {"type": self.kind, "rule": self.base.config(), "steps": self.steps,
+               "per_role": self.per_role, "gain": self.gain}
+        return out if self.start is None else {**out, "init": list(self.start)}
 
     def multipliers(self) -> torch.Tensor:
         """The learned factors ``exp(gain * s)``, ``(steps, roles)`` (one column without roles)."""

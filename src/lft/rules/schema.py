@@ -77,6 +77,9 @@ def _scheduled(o: dict, where: str) -> dict:
         out["per_role"] = v.boolean("per_role", o["per_role"], where)
     if "gain" in o:
         out["gain"] = v.positive("gain", o["gain"], where)
+    if o.get("init") is not None:
+        out["init"] = [v.positive("init multiplier", m, where)
+                       for m in v.sequence("init", o["init"], where=where)]
     return out
 
 
