@@ -188,3 +188,29 @@ def test_uap_rivals_is_a_reproducible_artefact():
     assert {"quick", "paper"} <= set(uap_rivals.PROFILES)
     assert uap_rivals.PROFILES["paper"]["meta_seeds"] == 3
     assert uap_rivals.PROFILES["quick"]["meta_seeds"] == 1
+
+
+@needs_data
+def test_black_box_profile_pairs_zo_lft_with_zo_rivals_at_21_evaluations_per_step(tmp_path):
+    from lft.experiments import uap_rivals
+
+    tiny = {"test_tasks": 6, "tune_tasks": 2, "steps": 10, "record": {"dense": 10, "every": 5},
+            "eps_grid": {"mnist": [4.0], "cifar10": [2.0]}}
+    doc = uap_rivals.reproduce("black-box-quick", tmp_path, progress=False,
+                               data_dir=str(SHARED), profile_overrides=tiny)
+    rows = doc["rows"]
+    assert doc["artefact"] == "uap-rivals" and {r["oracle"] for r in rows} == {"zo"}
+    plain = [r for r in rows if not r.get("versus")]
+    assert {(r["method"], r["estimator"]) for r in plain} == {
+        ("lft", "history"), ("signsgd", "history"), ("signsgd", "gaussian")}
+    assert all(r["queries"] == 21 * r["step"] for r in rows)
+    assert all(r["images"] == 210 * r["step"] for r in plain if r["method"] == "lft")
+    assert {(r["test_source"], r["eps"]) for r in rows} == {("mnist", 4.0), ("cifar10", 2.0)}
+    versus = {(r["test_source"], r["versus"], r["versus_estimator"], r["step"])
+              for r in rows if r.get("versus")}
+    assert versus == {(s, "signsgd/zo", e, k) for s in ("mnist", "cifar10")
+                      for e in ("history", "gaussian") for k in (5, 10)}
+    assert "ZO-LFT minus" in (tmp_path / "uap-rivals.md").read_text()
+    with pytest.raises(ValueError, match="budgets"):
+        uap_rivals.reproduce("black-box-quick", tmp_path / "x", progress=False,
+                             data_dir=str(SHARED), profile_overrides={"steps": 6})

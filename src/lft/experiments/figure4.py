@@ -36,13 +36,9 @@ TABLE_STEPS = (0, 1, 5, 10, 20)
 
 #: Each profile: meta-training iterations per method, meta-batch, test tasks, tuning budget.
 #: the zeroth-order oracle of the ZO rows: 20 directions plus the base point per step, the
-#: least-squares estimate with the last 3 estimates in the query span (chosen on meta-training
-#: tasks by probes/zo_oracles.py, probes/results/zo_oracles.txt)
-ZO_ORACLE = {"type": "history", "q": 20, "m": 3, "mu": 0.005, "scheme": "forward"}
-#: plain Gaussian directions at the same budget, for the ZO rivals and a ZO-LFT variant
-GAUSSIAN = {"type": "zo", "q": 20, "mu": 0.005, "directions": "gaussian", "scheme": "forward",
-            "differentiable": False}
-LEARNED = {"type": "learned", "q": 20, "mu": 0.005, "scheme": "forward"}
+#: history estimator (chosen on meta-training tasks by probes/zo_oracles.py); Gaussian
+#: directions and a learned sampling distribution at the same budget are ZO-LFT variants
+ZO_ORACLE, GAUSSIAN, LEARNED = zo_rivals.HISTORY, zo_rivals.GAUSSIAN, zo_rivals.LEARNED
 
 PROFILES: dict[str, dict] = {
     "quick": {"iterations": {"lft": 40, "l2o": 40, "lft+init": 40, "maml": 300},

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from lft.experiments import zo_rivals
 from lft.experiments.results import (
     default_out,
     resolve_profile,
@@ -108,6 +109,17 @@ PROFILES: dict[str, dict] = {
 #: loss (the best of 0, 1, 3, 10 for tuned projected SGD on meta-training tasks,
 #: ``probes/uap_kappa.py``): kappa = 0 is flat once the fine-tuning images are fooled
 PROFILES["paper-kappa"] = {**PROFILES["paper"], "kappa": 10.0}
+#: the black-box profiles (:mod:`lft.experiments.uap_blackbox`): a white-box profile's eps and
+#: test tasks, ZO-LFT (``oracle``; fewer, smaller meta-batches than FO-LFT: a zeroth-order step
+#: costs 21 forward passes) against ZO rivals on ``oracles`` tuned for each of ``budgets``
+PROFILES["black-box-quick"] = {**PROFILES["quick"], "black_box": {
+    "oracles": [zo_rivals.GAUSSIAN, zo_rivals.HISTORY], "oracle": zo_rivals.HISTORY,
+    "budgets": [5, 10], "rules": ["signsgd"], "iterations": 2, "meta_batch": 2,
+    "meta_lr": 3e-3}}
+PROFILES["black-box"] = {**PROFILES["paper-kappa"], "black_box": {
+    "oracles": [zo_rivals.GAUSSIAN, zo_rivals.HISTORY], "oracle": zo_rivals.HISTORY,
+    "budgets": [5, 10, 20], "rules": ["signsgd", "sgd", "adam"], "iterations": 60,
+    "meta_batch": 4, "meta_lr": 3e-3}}
 
 
 def uap_config(source: str, prof: dict, data_dir: str | None, eps: float | None) -> dict:
@@ -393,21 +405,23 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_all(jobs: list[dict], workers: int, progress: bool = False, desc: str = "jobs"
-            ) -> list[dict]:
+def run_all(jobs: list[dict], workers: int, progress: bool = False, desc: str = "jobs",
+            kinds: dict | None = None) -> list[dict]:
     """``jobs`` in ``workers`` processes of one thread each (in this one with one worker),
-    started in list order; results in the order of ``jobs``."""
+    started in list order; results in the order of ``jobs``. ``kinds`` (default
+    :data:`KINDS`) maps each job's ``kind`` to the module-level function that runs it."""
+    kinds = kinds or KINDS
     from tqdm.auto import tqdm
 
     with tqdm(total=len(jobs), desc=desc, disable=not progress) as bar:
         if workers <= 1 or len(jobs) <= 1:
             out = []
             for j in jobs:
-                out.append(run_job(j))
+                out.append(kinds[j["kind"]](j))
                 bar.update()
             return out
         with ProcessPoolExecutor(min(workers, len(jobs)), initializer=_init_worker) as pool:
-            futures = [pool.submit(run_job, j) for j in jobs]
+            futures = [pool.submit(kinds[j["kind"]], j) for j in jobs]
             for _ in as_completed(futures):
                 bar.update()
             return [f.result() for f in futures]
@@ -425,6 +439,12 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     prof = resolve_profile(PROFILES, profile, profile_overrides)
     learned(prof)  # a bad residual fails here, before any work
     out = Path(out or default_out(ARTEFACT, profile))
+    if "black_box" in prof:  # the black-box half: same eps, same test tasks
+        from lft.experiments import uap_blackbox
+
+        out.mkdir(parents=True, exist_ok=True)
+        return uap_blackbox.reproduce(profile, prof, out, seed, workers or min(
+            prof["workers"], os.cpu_count() or 1), progress, data_dir)
     started, t0 = utc_now(), time.perf_counter()
     victims = {s: build_family(uap_config(s, prof, data_dir, None)).victim.record
                for s in SOURCES}  # fail fast on missing data; train missing victims once

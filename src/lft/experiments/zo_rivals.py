@@ -19,6 +19,13 @@ from lft.oracles import estimator_name, queries_per_step
 from lft.tasks import build_family
 
 RULES = ("sgd", "signsgd", "adam")
+#: the two oracles every artefact gives its rivals, 20 directions plus the base point per step:
+#: the history estimator (least squares with the last 3 estimates in the query span, chosen on
+#: meta-training sine tasks by probes/zo_oracles.py) and plain Gaussian directions
+HISTORY = {"type": "history", "q": 20, "m": 3, "mu": 0.005, "scheme": "forward"}
+GAUSSIAN = {"type": "zo", "q": 20, "mu": 0.005, "directions": "gaussian", "scheme": "forward",
+            "differentiable": False}
+LEARNED = {"type": "learned", "q": 20, "mu": 0.005, "scheme": "forward"}
 LABELS = {"sgd": "ZO-SGD", "signsgd": "ZO-signSGD", "adam": "ZO-Adam"}
 
 
@@ -34,14 +41,16 @@ def tune(family_config: dict, oracles: list[dict], grid: list[float], budgets: l
          n_tasks: int, seed: int = 0, chunk: int | None = None,
          rules: tuple[str, ...] = RULES) -> dict:
     """``{"rule/estimator": {"oracle": ..., "best": {k: lr}, "loss_at_k": ...}}``: every rival's
-    learning rate for every budget, on meta-training-stream tasks only."""
+    learning rate for every budget, on meta-training-stream tasks only. ``grid`` is one list
+    of learning rates, or a dict of one list per rule."""
     family = build_family(family_config)
     out = {}
     for oracle in oracles:
         for rule in rules:
             cfg = preset(rule, zo=True, horizon=max(budgets))
             cfg.oracle = dict(oracle)
-            best, scores = tune_per_budget(cfg, family, grid, budgets, n_tasks=n_tasks,
+            rates = grid[rule] if isinstance(grid, dict) else grid
+            best, scores = tune_per_budget(cfg, family, rates, budgets, n_tasks=n_tasks,
                                            seed=seed, chunk=chunk)
             out[f"{rule}/{estimator_name(oracle)}"] = {
                 "rule": rule, "oracle": dict(oracle), "best": best,

@@ -1,0 +1,206 @@
+"""Black-box rows of ``uap-rivals``: ZO-LFT against zeroth-order UAP rivals at one query budget.
+
+``lft reproduce uap-rivals --profile black-box`` (or ``black-box-quick``) runs the black-box
+half of the fixed-budget UAP comparison, on the *same* radius ``eps`` and the *same* held-out
+tasks as the white-box profile it extends (``paper-kappa``; ``quick``): the same selection
+on meta-training tasks (:func:`lft.experiments.uap_rivals.run_selection`, hence the same
+``eps``) and the same test batches and random starts. Only the victim's outputs are used:
+
+* ``lft`` (oracle ``zo``): the paper's LFT meta-trained under the budget on zeroth-order
+  estimates, once per meta-seed;
+* the zeroth-order rivals of :mod:`lft.experiments.zo_rivals`: ZO-signSGD with projection
+  (Liu et al.; projected sign steps on finite-difference estimates), ZO-SGD and ZO-Adam, each
+  on the history estimator and on plain Gaussian directions, tuned for every budget on
+  meta-training tasks.
+
+Every method spends 20 directions plus the base point per step (21 loss evaluations of the
+task's 10 fine-tuning images); rows carry ``queries`` in loss evaluations and ``images`` sent to
+the victim, and paired ``versus`` rows give ZO-LFT minus each rival at each budget.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from lft.experiments import uap_rivals as ur
+from lft.experiments import zo_rivals
+from lft.experiments.results import machine, results_document, utc_now, write_json
+from lft.meta.evaluate import Curve
+from lft.meta.learners import Method, MethodConfig, preset
+from lft.oracles import estimator_name, queries_per_step
+from lft.tasks import build_family
+
+
+def _grid(prof: dict) -> dict:
+    """The ZO rivals' step-size grids: the white-box rules' grids (signSGD: pgd's)."""
+    return {"signsgd": prof["lr_grid"]["pgd"], "sgd": prof["lr_grid"]["sgd"],
+            "adam": prof["lr_grid"]["adam"]}
+
+
+def run_select(job: dict) -> dict:
+    """The white-box profile's selection (eps and its tunings), then every ZO rival's step
+    size for every budget at that eps; meta-training tasks only."""
+    sel = ur.run_selection(job)
+    prof, bb = job["profile"], job["profile"]["black_box"]
+    t0 = time.perf_counter()
+    family = ur.uap_config(job["source"], prof, job["data_dir"], sel["eps"])
+    sel["zo_rivals"] = zo_rivals.tune(family, bb["oracles"], _grid(prof), bb["budgets"],
+                                      prof["tune_tasks"], job["seed"], rules=tuple(bb["rules"]))
+    sel["zo_tuning_s"] = time.perf_counter() - t0
+    return sel
+
+
+def run_learned(job: dict) -> dict:
+    """ZO-LFT meta-trained under the budget (one meta-seed), tested on the shared test tasks."""
+    from lft.meta.trainer import MetaTrainer, TrainConfig
+
+    prof, sel, bb = job["profile"], job["selection"], job["profile"]["black_box"]
+    t0 = time.perf_counter()
+    family = build_family(ur.uap_config(job["source"], prof, job["data_dir"], sel["eps"]))
+    cfg = preset("lft", zo=True, horizon=prof["steps"], truncation=prof["truncation"])
+    cfg.oracle = dict(bb["oracle"])
+    cfg.validate()
+    train = {"iterations": bb["iterations"], "meta_batch": bb["meta_batch"],
+             "meta_lr": bb["meta_lr"], "clip": 1.0, "lr_decay": prof["lr_decay"],
+             "seed": ur.meta_seed_of(job["seed"], job["meta_seed"]), "log_every": 10}
+    method = Method(cfg, family, seed=train["seed"])
+    trainer = MetaTrainer(method, family, TrainConfig(**train))
+    trainer.train(progress=False)
+    curves = ur.run_fine_tuner(method, ur.test_batches(family, prof, job["seed"]),
+                               prof["steps"], ur.record_steps(prof), job["seed"])
+    return {"curves": curves, "method_config": cfg.to_dict(), "train": train,
+            "train_stats": dict(trainer.stats.__dict__),
+            "job_wall_time_s": time.perf_counter() - t0}
+
+
+def run_rivals(job: dict) -> dict:
+    """Every ZO rival at every step size it was tuned to, on the shared test tasks."""
+    prof, sel = job["profile"], job["selection"]
+    t0 = time.perf_counter()
+    family = build_family(ur.uap_config(job["source"], prof, job["data_dir"], sel["eps"]))
+    batches = ur.test_batches(family, prof, job["seed"])
+    out = {}
+    for key, t in sel["zo_rivals"].items():
+        for lr in sorted(set(t["best"].values())):
+            cfg = zo_rivals.config(t["rule"], t["oracle"], lr, prof["steps"])
+            method = Method(MethodConfig.from_dict(cfg), family, job["seed"])
+            out[f"{key}@{lr}"] = ur.run_fine_tuner(method, batches, prof["steps"],
+                                                   ur.record_steps(prof), job["seed"])
+    return {"rivals": out, "job_wall_time_s": time.perf_counter() - t0}
+
+
+KINDS = {"select": run_select, "learned": run_learned, "rivals": run_rivals}
+
+
+def make_rows(jobs: list[dict], records: list[dict], sel: dict) -> list[dict]:
+    """Schema rows: ZO-LFT per meta-seed, the rivals at their budgets, and the paired rows."""
+    rows = []
+    for job, rec in zip(jobs, records):
+        source = job["source"]
+        extra = {"eps": sel[source]["eps"], "norm": sel[source]["norm"]}
+        if job["kind"] == "rivals":
+            tuning = sel[source]["zo_rivals"]
+            curves = {(k.rsplit("@", 1)[0], float(k.rsplit("@", 1)[1])):
+                      Curve("asr", c["asr"], c["steps"]) for k, c in rec["rivals"].items()}
+            at_k = zo_rivals.curves_at_budgets(tuning, curves)
+            rows += [{**r, **extra} for r in zo_rivals.rows(tuning, at_k, "asr", source, 10)]
+            continue
+        c, oracle = rec["curves"], rec["method_config"]["oracle"]
+        per_step = queries_per_step(oracle, 10)
+        asr = Curve("asr", c["asr"], c["steps"])
+        mean, ci = asr.mean(), asr.ci95()
+        tags = {"estimator": estimator_name(oracle), "meta_seed": job["meta_seed"], **extra}
+        for i, k in enumerate(c["steps"]):
+            rows.append({"method": "lft", "oracle": "zo", "train_source": source,
+                         "test_source": source, "metric": "asr", "step": k,
+                         "mean": float(mean[i]), "ci95": float(ci[i]), "n": asr.n,
+                         "queries": k * per_step, "images": k * per_step * c["images_per_step"],
+                         "note": "", **tags})
+        rival_job = next(j for j in jobs if j["kind"] == "rivals" and j["source"] == source)
+        rival_rec = records[jobs.index(rival_job)]
+        tuning = sel[source]["zo_rivals"]
+        curves = {(k.rsplit("@", 1)[0], float(k.rsplit("@", 1)[1])):
+                  Curve("asr", v["asr"], v["steps"]) for k, v in rival_rec["rivals"].items()}
+        rows += zo_rivals.versus_rows("lft", asr, tuning,
+                                      zo_rivals.curves_at_budgets(tuning, curves), "asr",
+                                      source, source, per_step, tags)
+    return rows
+
+
+def write_table(path: Path, rows: list[dict], profile: str, wall: float) -> str:
+    """``uap-rivals.md`` of a black-box profile: ASR at each budget and the paired rows."""
+    lines = [f"# Few-shot UAPs from the victim's outputs only (uap-rivals, profile `{profile}`)",
+             "", "Held-out-image ASR (%), mean ± 95% CI, after k steps of 21 loss evaluations "
+             "each (20 directions plus the base point, forward differences on the task's 10 "
+             "fine-tuning images). Rivals: step size tuned for each k on meta-training tasks "
+             "(in brackets). Paired rows: ZO-LFT minus the rival, same tasks and starts; "
+             "win/loss where the CI excludes 0.", ""]
+    for source in ur.SOURCES:
+        mine = [r for r in rows if r["test_source"] == source]
+        if not mine:
+            continue
+        budgets = sorted({r["step"] for r in mine if r.get("versus")})
+        eps = mine[0]["eps"]
+        lines += [f"## {source} (||delta||_{mine[0]['norm']} <= {eps:g})", "",
+                  "| method | " + " | ".join(f"k = {k} ({21 * k} evals)" for k in budgets)
+                  + " |", "|---|" + "---|" * len(budgets)]
+        for seed in sorted({r["meta_seed"] for r in mine if "meta_seed" in r}):
+            cells = [next(r for r in mine if r["method"] == "lft" and not r.get("versus")
+                          and r["meta_seed"] == seed and r["step"] == k) for k in budgets]
+            lines.append(f"| ZO-LFT [{cells[0]['estimator']}] seed {seed} | " + " | ".join(
+                f"{100 * r['mean']:.1f} ± {100 * r['ci95']:.1f}" for r in cells) + " |")
+        for r0 in [r for r in mine if r["method"] != "lft" and r["step"] == budgets[0]]:
+            cells = [next(r for r in mine if r["method"] == r0["method"] and r["step"] == k
+                          and r.get("estimator") == r0["estimator"]) for k in budgets]
+            lines.append(f"| {zo_rivals.LABELS[r0['method']]} [{r0['estimator']}] | "
+                         + " | ".join(f"{100 * r['mean']:.1f} ± {100 * r['ci95']:.1f} "
+                                      f"[{r['note'].split(',')[0][3:]}]" for r in cells) + " |")
+        lines += ["", "| ZO-LFT minus | " + " | ".join(f"k = {k}" for k in budgets) + " |",
+                  "|---|" + "---|" * len(budgets)]
+        vs = [r for r in mine if r.get("versus")]
+        for key in sorted({(r["meta_seed"], r["versus"], r["versus_estimator"]) for r in vs}):
+            cells = [next(r for r in vs if (r["meta_seed"], r["versus"], r["versus_estimator"])
+                          == key and r["step"] == k) for k in budgets]
+            rule = zo_rivals.LABELS[key[1].split("/")[0]]
+            lines.append(f"| {rule} [{key[2]}], seed {key[0]} | " + " | ".join(
+                f"{100 * r['mean']:+.1f} ± {100 * r['ci95']:.1f} "
+                + ("win" if r["mean"] - r["ci95"] > 0 else "loss" if r["mean"] + r["ci95"] < 0
+                   else "tie") for r in cells) + " |")
+        lines.append("")
+    lines += [f"Wall time: {wall / 60:.1f} min on {machine()}.", ""]
+    text = "\n".join(lines)
+    path.write_text(text)
+    return text
+
+
+def reproduce(profile: str, prof: dict, out: Path, seed: int, workers: int, progress: bool,
+              data_dir: str | None) -> dict:
+    """Run a black-box profile (called by :func:`lft.experiments.uap_rivals.reproduce`)."""
+    too_long = [k for k in prof["black_box"]["budgets"] if k > prof["steps"]]
+    if too_long:
+        raise ValueError(f"black-box budgets {too_long} exceed the profile's {prof['steps']} "
+                         "steps; lower the budgets or raise steps")
+    started, t0 = utc_now(), time.perf_counter()
+    common = {"profile": prof, "seed": seed, "data_dir": data_dir, "out": str(out)}
+    selections = ur.run_all([{**common, "kind": "select", "source": s} for s in ur.SOURCES],
+                            workers, progress, "choose eps and tune", KINDS)
+    sel = {s["source"]: s for s in selections}
+    jobs = [{**common, "kind": "learned", "source": s, "meta_seed": k, "selection": sel[s]}
+            for s in ur.SOURCES for k in range(prof["meta_seeds"])]
+    jobs += [{**common, "kind": "rivals", "source": s, "selection": sel[s]} for s in ur.SOURCES]
+    records = ur.run_all(jobs, workers, progress, "meta-train and test", KINDS)
+    wall = time.perf_counter() - t0
+    rows = make_rows(jobs, records, sel)
+    config = {"profile": prof, "workers": workers, "data_dir": data_dir,
+              "eps": {s: sel[s]["eps"] for s in ur.SOURCES}, "norm": prof["norm"],
+              "recorded_steps": ur.record_steps(prof),
+              "zo_rivals": {s: sel[s]["zo_rivals"] for s in ur.SOURCES},
+              "outcomes": [{"kind": j["kind"], "source": j["source"],
+                            **({"meta_seed": j["meta_seed"]} if "meta_seed" in j else {}),
+                            **{k: v for k, v in r.items() if k not in ("curves", "rivals")}}
+                           for j, r in zip(jobs, records)]}
+    doc = results_document(ur.ARTEFACT, profile, seed, started, wall, config, rows)
+    write_json(out / "results.json", doc)
+    write_table(out / "uap-rivals.md", rows, profile, wall)
+    return doc
