@@ -23,9 +23,10 @@ OUT = Path(__file__).resolve().parent / "api.md"
 
 #: The public modules, in reading order.
 MODULES = ("lft", "lft.rules", "lft.oracles", "lft.tasks", "lft.models", "lft.meta",
-           "lft.finetuner", "lft.optim", "lft.checkpoint", "lft.meta.resume",
+           "lft.finetuner", "lft.optim", "lft.checkpoint", "lft.resume",
            "lft.meta.distributed", "lft.data", "lft.attacks", "lft.rivals.art",
-           "lft.analysis", "lft.pretrained", "lft.validation", "lft.safefiles", "lft.perf")
+           "lft.analysis", "lft.pretrained", "lft.validation", "lft.safefiles", "lft.perf",
+           "lft.reporting")
 
 
 def markdown(doc: str) -> str:

@@ -57,7 +57,9 @@ def test_atomic_save_keeps_old_file_on_failure(tmp_path, monkeypatch):
 
     def fail(*a, **k):
         raise OSError("disk full")
-    monkeypatch.setattr(checkpoint.os, "replace", fail)
+    from lft import safefiles
+
+    monkeypatch.setattr(safefiles.os, "replace", fail)  # the package's one atomic write
     with pytest.raises(OSError):
         checkpoint.save(path, method, family)
     assert path.read_bytes() == before

@@ -161,3 +161,22 @@ def test_packaging_reads_one_meta_seed_and_skips_paired_rows(tmp_path):
         reported_from_results(path, "lft+adam", "fo")
     got = reported_from_results(path, "lft+adam", "fo", meta_seed=1)
     assert got["values"]["accuracy"] == {"0": [0.6, 0.1], "1": [0.6, 0.1]}
+
+
+def test_a_schedule_can_start_from_given_multipliers():
+    from lft.rules import build
+
+    base = {"type": "adam", "lr": 0.001}
+    rule = build({"type": "scheduled", "rule": base, "steps": 3, "init": [4, 2, 1]})
+    assert torch.allclose(rule.multipliers()[:, 0], torch.tensor([4.0, 2.0, 1.0]))
+    assert build(rule.config()).config() == rule.config()
+    plain = build({"type": "scheduled", "rule": base, "steps": 3})
+    assert "init" not in plain.config()  # configurations from before the option are unchanged
+    theta, roles = torch.zeros(2, 5), torch.zeros(5, dtype=torch.long)
+    grad = torch.randn(2, 5)
+    ds, s1 = rule.update(grad, rule.init(theta, roles), theta)
+    d0, _ = plain.update(grad, plain.init(theta, roles), theta)
+    assert torch.allclose(ds, 4 * d0)
+    for bad in ([1, 2], [1, 0, 1], "x"):
+        with pytest.raises(ValueError, match="init"):
+            build({"type": "scheduled", "rule": base, "steps": 3, "init": bad})

@@ -22,7 +22,7 @@ from safetensors import safe_open
 from lft import checkpoint
 from lft.cli import main
 from lft.meta import MetaTrainer, Method, TrainConfig, preset
-from lft.meta import resume as runs
+from lft import resume as runs
 from lft.tasks import SineFamily
 
 ITERATIONS = 200

@@ -9,17 +9,17 @@ from torch import nn
 
 from lft import SineFamily
 from lft.attacks import load_victim
-from lft.attacks.lenet import InputGradConv2d
-from lft.attacks.victims import flush_denormals_
 from lft.experiments.results import curve_rows
 from lft.experiments.table1 import select_lambda
 from lft.experiments.table1_costs import SETUP_S, makespan_s
 from lft.experiments.table1_eval import evaluate_uap
 from lft.meta import Method, evaluate, preset, tune_learning_rate
 from lft.meta.evaluate import sparse_steps
+from lft.models.lenet import InputGradConv2d
 from lft.seeding import generator
 from lft.tasks import UAPFamily
 from lft.tasks.uap import steps_to_asr
+from lft.tasks.victims import flush_denormals_
 
 torch.set_num_threads(1)
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -6,8 +6,7 @@ The pieces, left to right: a :class:`~lft.tasks.TaskFamily` samples tasks; a rul
 or MAML; :class:`~lft.meta.MetaTrainer` meta-trains it and :func:`lft.meta.evaluate` reports it.
 """
 
-__version__ = "0.1.0"
-
+from lft._version import __version__
 from lft.finetuner import FineTuner
 from lft.meta import (
                       MetaTrainer,

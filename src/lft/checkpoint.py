@@ -12,8 +12,6 @@ header, so that the run can be resumed; :func:`read` and :func:`load` ignore tha
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -22,7 +20,7 @@ from safetensors.torch import save_file
 from lft import rules
 from lft.meta.learners import Method, MethodConfig
 from lft.rules.base import UpdateRule
-from lft.safefiles import read_tensors
+from lft.safefiles import atomic_path, read_tensors
 from lft.tasks import TaskFamily, build_family
 from lft.tasks.presets import with_data_dir
 from lft.validation import one_line
@@ -40,36 +38,6 @@ class CheckpointError(ValueError):
 
     def __init__(self, message: str):
         super().__init__(one_line(message))
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _fsync(path: str | Path, directory: bool = False) -> None:
-    """Flush ``path`` to disk, so that a power loss cannot leave a renamed but empty file."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # some systems cannot open or fsync a directory; the rename stays atomic
-        if not directory:
-            raise
 
 
 def save(path: str | Path, method: Method, family: TaskFamily, extra: dict | None = None,
@@ -90,18 +58,8 @@ def save(path: str | Path, method: Method, family: TaskFamily, extra: dict | Non
         tensors.update({TRAINER_PREFIX + k: v.detach().cpu().contiguous()
                         for k, v in state_tensors.items()})
         meta["trainer"] = json.dumps(state_meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        _fsync(tmp)
-        os.replace(tmp, path)
-        _fsync(path.parent, directory=True)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 

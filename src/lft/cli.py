@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import os
 import sys
 from pathlib import Path
 
 from lft.meta.learners import METHODS
 from lft.tasks.presets import TASKS
-from lft.validation import one_line
+from lft.validation import one_line, positive_arg
 
 ARTEFACTS = ("figure4", "table1", "table2", "budgets", "uap-rivals")
 #: Modules that add their own sub-commands: each defines ``register(subparsers)``, which adds
@@ -37,19 +36,6 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _positive(kind):
-    """argparse type: a finite number > 0 (NaN and inf are refused too)."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
-        return value
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lft", description="Learned fine-tuners for few-shot "
                "learning: meta-train, evaluate, reproduce the paper.")
@@ -67,24 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--zo", action="store_true", help="zeroth-order oracle (function values only)")
     t.add_argument("--learn-init", action="store_true",
                    help="also meta-learn the initial optimisee (congruous tasks only)")
-    t.add_argument("--iterations", type=_positive(int), default=1000)
-    t.add_argument("--meta-batch", type=_positive(int), default=None,
+    t.add_argument("--iterations", type=positive_arg(int), default=1000)
+    t.add_argument("--meta-batch", type=positive_arg(int), default=None,
                    help="tasks per meta-iteration (default 8; MAML 25)")
-    t.add_argument("--meta-lr", type=_positive(float), default=None,
+    t.add_argument("--meta-lr", type=positive_arg(float), default=None,
                    help="Adam meta-learning rate (default 3e-3; MAML 1e-3)")
-    t.add_argument("--lr-decay", type=_positive(float), default=0.1,
+    t.add_argument("--lr-decay", type=positive_arg(float), default=0.1,
                    help="final meta-lr as a fraction of the first (cosine schedule)")
-    t.add_argument("--horizon", type=_positive(int), default=None,
+    t.add_argument("--horizon", type=positive_arg(int), default=None,
                    help="unrolled fine-tuning steps per episode (default 20; MAML 1)")
-    t.add_argument("--truncation", type=_positive(int), default=None,
+    t.add_argument("--truncation", type=positive_arg(int), default=None,
                    help="truncated-BPTT window in steps (default: the whole horizon)")
-    t.add_argument("--checkpoint-steps", type=_positive(int), default=None, metavar="N",
+    t.add_argument("--checkpoint-steps", type=positive_arg(int), default=None, metavar="N",
                    help="gradient checkpointing: recompute inner steps in segments of N during "
                         "backward (less memory for long untruncated unrolls; default off)")
-    t.add_argument("--output-scale", type=_positive(float), default=None,
+    t.add_argument("--output-scale", type=positive_arg(float), default=None,
                    help="bound of the learned rule's step per coordinate (default 1; 0.01 for "
                         "image classification tasks)")
-    t.add_argument("--base-lr", type=_positive(float), default=None,
+    t.add_argument("--base-lr", type=positive_arg(float), default=None,
                    help="learning rate of a residual method's hand-designed base (lft+adam, "
                         "lft+sgd, lft+signsgd; default 0.01): tune it first, e.g. as "
                         "`lft reproduce budgets` does")
@@ -99,12 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="output folder (default runs/TASK-METHOD)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (same options)")
-    t.add_argument("--checkpoint-every", type=_positive(int), default=100, metavar="N",
+    t.add_argument("--checkpoint-every", type=positive_arg(int), default=100, metavar="N",
                    help="save a resumable checkpoint every N meta-iterations (default 100)")
-    t.add_argument("--task-streams", type=_positive(int), default=None, metavar="S",
+    t.add_argument("--task-streams", type=positive_arg(int), default=None, metavar="S",
                    help="independent task streams per meta-batch (default: the number of "
                         "ranks); the same S gives the same run on any number of ranks")
-    t.add_argument("--dist-timeout", type=_positive(float), default=300.0, metavar="SECONDS",
+    t.add_argument("--dist-timeout", type=positive_arg(float), default=300.0, metavar="SECONDS",
                    help="under torchrun: how long a rank waits for the others before the job "
                         "stops with an error (default 300)")
     t.add_argument("--quiet", action="store_true")
@@ -112,15 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="per-step test curve of a checkpoint")
     e.add_argument("checkpoint", help="a checkpoint file or a pretrained fine-tuner's name "
                    "(python -m lft.pretrained list); a name also shows the figures it reported")
-    e.add_argument("--tasks", type=_positive(int), default=500)
-    e.add_argument("--steps", type=_positive(int), default=20)
+    e.add_argument("--tasks", type=positive_arg(int), default=500)
+    e.add_argument("--steps", type=positive_arg(int), default=20)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--task", default=None, choices=TASKS,
                    help="test on this named family instead of the checkpoint's own (e.g. a "
                         "fine-tuner meta-trained on the mix, tested on cifar10)")
     e.add_argument("--data-dir", default=None,
                    help="image data folder (default: the checkpoint's, else $LFT_DATA_DIR)")
-    e.add_argument("--chunk", type=_positive(int), default=None,
+    e.add_argument("--chunk", type=positive_arg(int), default=None,
                    help="test tasks run at once (default 250; Table 2 used 10; it selects "
                         "which tasks are drawn)")
     e.add_argument("--json", default=None, help="also write the rows to this JSON file")
@@ -135,14 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default results/ARTEFACT for the paper profile, "
                         "results/ARTEFACT-quick for the quick one)")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--workers", type=_positive(int), default=None,
+    r.add_argument("--workers", type=positive_arg(int), default=None,
                    help="parallel processes (default: the profile's, at most the cores)")
     r.add_argument("--data-dir", default=None,
                    help="image data folder for table1/table2 (default $LFT_DATA_DIR, else the "
                         "user cache folder)")
     r.add_argument("--quiet", action="store_true")
     for sp in (t, e, r):
-        sp.add_argument("--threads", type=_positive(int), default=None, metavar="N",
+        sp.add_argument("--threads", type=positive_arg(int), default=None, metavar="N",
                         help="intra-op CPU threads of this process (default: $OMP_NUM_THREADS, "
                              "else 1 for sine, else the cores the load average leaves free)")
     d = sub.add_parser("data", help="image data sets: download or check them")
@@ -239,8 +225,8 @@ def _train_run(a, cfg, family, tcfg, out: Path, replicas) -> int:
     Every check (resume, --init-from, the configuration) runs before anything is written, so a
     user error leaves no half-made run folder.
     """
+    from lft import resume as runs
     from lft.meta import MetaTrainer, Method, jsonl_logger
-    from lft.meta import resume as runs
 
     main = replicas.is_main
     path, log = out / runs.CHECKPOINT, out / "metrics.jsonl"

@@ -145,3 +145,32 @@ def interval(name: str, value: object, where: str = "") -> tuple[float, float]:
 
 __all__ = ["boolean", "choice", "integer", "interval", "known_options", "mapping", "number",
            "one_line", "parameters_of", "path_or_none", "positive", "sequence", "text"]
+
+
+def positive_arg(kind):
+    """An ``argparse`` type: a finite number of type ``kind`` > 0 (NaN and inf refused)."""
+    import argparse
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
+        return value
+    return parse
+
+
+def non_negative_arg(text: str) -> float:
+    """An ``argparse`` type: a finite number >= 0."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lft.validation import positive_arg
+
 
 def _shots(text: str) -> tuple[int, ...]:
     try:
@@ -15,16 +17,6 @@ def _shots(text: str) -> tuple[int, ...]:
     if not shots or min(shots) < 1:
         raise argparse.ArgumentTypeError(f"shots must be positive integers, got {text!r}")
     return tuple(sorted(set(shots)))
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -40,11 +32,11 @@ def register(subparsers) -> None:
     p.add_argument("--shots", type=_shots, default=DEFAULT_SHOTS,
                    help="comma-separated numbers of fine-tuning examples "
                         f"(default {','.join(map(str, DEFAULT_SHOTS))})")
-    p.add_argument("--val-points", type=_positive_int, default=None,
+    p.add_argument("--val-points", type=positive_arg(int), default=None,
                    help="validation points per task (default: as many as shots)")
-    p.add_argument("--tasks", type=_positive_int, default=32, help="tasks per seed")
-    p.add_argument("--seeds", type=_positive_int, default=3)
-    p.add_argument("--horizon", type=_positive_int, default=20, help="fine-tuning steps K")
+    p.add_argument("--tasks", type=positive_arg(int), default=32, help="tasks per seed")
+    p.add_argument("--seeds", type=positive_arg(int), default=3)
+    p.add_argument("--horizon", type=positive_arg(int), default=20, help="fine-tuning steps K")
     p.add_argument("--normalize", action="store_true",
                    help="divide each meta-loss by its initial loss, as meta-training does "
                         "(default: the raw losses of Eqs. 4 and 10)")

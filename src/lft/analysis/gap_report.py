@@ -16,7 +16,7 @@ from lft.analysis.gradient_gap import (
     summarize,
     trainable,
 )
-from lft.experiments.results import machine, results_document, utc_now, write_json
+from lft.reporting import machine, results_document, utc_now, write_json
 
 ARTEFACT = "gradient-gap"
 

@@ -1,6 +1,6 @@
 """Few-shot universal adversarial perturbations: victims, the attack, its command line.
 
-* :mod:`lft.attacks.victims`: LeNet-5 victims per image source, trained once and cached as
+* :mod:`lft.tasks.victims`: LeNet-5 victims per image source, trained once and cached as
   safetensors with a record of how (``lft victims train``);
 * :mod:`lft.attacks.attack`: one universal perturbation for a user's victim and images, by a
   meta-learned fine-tuner or a hand-designed rule, white box or black box (``lft attack``);
@@ -15,7 +15,7 @@ from lft.attacks.attack import (
     save_perturbation,
     universal_perturbation,
 )
-from lft.attacks.victims import (
+from lft.tasks.victims import (
     Victim,
     load_victim,
     read_victim,

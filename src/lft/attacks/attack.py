@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lft.attacks.victims import Victim, read_victim
 from lft.meta.learners import Method
 from lft.meta.unroll import trajectory
 from lft.oracles import FirstOrder, ZerothOrder, build_oracle, is_zeroth_order
 from lft.tasks.base import TaskFamily
 from lft.tasks.uap import Perturbation, UAPBatch, attack_success, check_budget, steps_to_asr
+from lft.tasks.victims import Victim, read_victim
 
 
 class CountingVictim:

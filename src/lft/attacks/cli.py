@@ -6,25 +6,13 @@ errors are ``ValueError`` s that ``lft`` prints as one line ``lft: error: ...`` 
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 from pathlib import Path
 
-from lft.attacks.victims import SOURCES
-from lft.cli import _positive
+from lft.tasks.victims import SOURCES
+from lft.validation import non_negative_arg, positive_arg
 
 RULES = ("adam", "signsgd", "sgd")
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
 def register(sub) -> None:
@@ -35,7 +23,7 @@ def register(sub) -> None:
     t.add_argument("source", choices=SOURCES)
     t.add_argument("--data-dir", default=None,
                    help="image data folder (default $LFT_DATA_DIR, else the user cache folder)")
-    t.add_argument("--epochs", type=_positive(int), default=None,
+    t.add_argument("--epochs", type=positive_arg(int), default=None,
                    help="training epochs (default: MNIST 4, CIFAR-10 20; --quick: 1-2)")
     t.add_argument("--quick", action="store_true",
                    help="seconds, not minutes: few epochs on 10 000 images (a weaker victim "
@@ -68,14 +56,14 @@ def register(sub) -> None:
                         "python -m lft.pretrained list)")
     a.add_argument("--rule", choices=RULES, default=None,
                    help="a hand-designed rule instead of a fine-tuner")
-    a.add_argument("--lr", type=_positive(float), default=0.01,
+    a.add_argument("--lr", type=positive_arg(float), default=0.01,
                    help="step size of --rule (default 0.01)")
-    a.add_argument("--steps", type=_positive(int), default=200)
-    a.add_argument("--lam", type=_non_negative, default=0.01,
+    a.add_argument("--steps", type=positive_arg(int), default=200)
+    a.add_argument("--lam", type=non_negative_arg, default=0.01,
                    help="weight of ||delta||_2^2 in the loss (default 0.01)")
-    a.add_argument("--init-scale", type=_non_negative, default=0.05,
+    a.add_argument("--init-scale", type=non_negative_arg, default=0.05,
                    help="random start U(-s, s) per pixel (default 0.05)")
-    a.add_argument("--eps", type=_positive(float), default=None,
+    a.add_argument("--eps", type=positive_arg(float), default=None,
                    help="perturbation budget: keep ||delta|| <= EPS (the start and every step "
                         "are projected onto the ball; default: no budget; --lam 0 is allowed)")
     a.add_argument("--norm", choices=("2", "inf"), default=None,
@@ -84,15 +72,15 @@ def register(sub) -> None:
     a.add_argument("--black-box", action="store_true",
                    help="use only the victim's outputs (zeroth-order gradient estimates); the "
                         "number of images sent to the victim is reported")
-    a.add_argument("--q", type=_positive(int), default=20,
+    a.add_argument("--q", type=positive_arg(int), default=20,
                    help="black box: random directions per step (2q queries per step)")
-    a.add_argument("--queries-per-step", type=_positive(int), default=None,
+    a.add_argument("--queries-per-step", type=positive_arg(int), default=None,
                    help="black box: loss evaluations per step, the base point included "
                         "(forward differences along N-1 directions); default: 2q antithetic")
     a.add_argument("--estimator", choices=("gaussian", "orthogonal", "history", "guided"),
                    default=None, help="black box with --queries-per-step: the estimator "
                                       "(default history: past estimates in the query span)")
-    a.add_argument("--mu", type=_positive(float), default=0.005,
+    a.add_argument("--mu", type=positive_arg(float), default=0.005,
                    help="black box: finite-difference radius")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", default="attack", help="output folder (default ./attack)")
@@ -104,7 +92,7 @@ def cmd_victims_train(a) -> int:
     """Train (or reuse) a victim and print its clean test accuracy and file."""
     from dataclasses import replace
 
-    from lft.attacks.victims import QUICK_SETTINGS, SETTINGS, train_or_reuse
+    from lft.tasks.victims import QUICK_SETTINGS, SETTINGS, train_or_reuse
 
     settings = (QUICK_SETTINGS if a.quick else SETTINGS)[a.source]
     settings = replace(settings, seed=a.seed, epochs=a.epochs or settings.epochs)
@@ -121,7 +109,7 @@ def cmd_victims_train(a) -> int:
 
 def cmd_victims_show(a) -> int:
     """Print a victim file's record (data, settings, accuracy)."""
-    from lft.attacks.victims import read_victim
+    from lft.tasks.victims import read_victim
 
     print(json.dumps(read_victim(a.path).record, indent=1))
     return 0
@@ -150,8 +138,8 @@ def cmd_attack(a) -> int:
         save_perturbation,
         universal_perturbation,
     )
-    from lft.experiments.results import write_json
     from lft.perf import configure_threads
+    from lft.reporting import write_json
     from lft.tasks.uap import Perturbation
 
     out = Path(a.out)

@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
-import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from pathlib import Path
 
 from lft.data.errors import DataError, fetch_hint
 from lft.data.sources import resolve_data_dir
+from lft.safefiles import atomic_path
 
 
 @dataclass(frozen=True)
@@ -62,19 +61,19 @@ def sha256_file(path: str | Path) -> str:
 def _fetch(name: str, remote: Remote, folder: Path, timeout: float) -> None:
     """Download one file atomically, or raise a :class:`DataError` that says what to do."""
     target = folder / remote.filename
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{remote.filename}.", suffix=".part")
     try:
-        h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(remote.url, timeout=timeout) as r:
-            while chunk := r.read(1 << 20):
-                h.update(chunk)
-                f.write(chunk)
-        if h.hexdigest() != remote.sha256:
-            raise DataError(f"{remote.url}: the downloaded file has SHA-256 {h.hexdigest()}, not "
-                            f"the official {remote.sha256}, so it was deleted (a corrupted "
-                            f"transfer or a changed mirror); fix: run `lft data download {name}` "
-                            f"again, or fetch the file by hand into {folder}")
-        os.replace(tmp, target)
+        with atomic_path(target, suffix=".part") as tmp:
+            h = hashlib.sha256()
+            with open(tmp, "wb") as f, urllib.request.urlopen(remote.url, timeout=timeout) as r:
+                while chunk := r.read(1 << 20):
+                    h.update(chunk)
+                    f.write(chunk)
+            if h.hexdigest() != remote.sha256:
+                raise DataError(f"{remote.url}: the downloaded file has SHA-256 "
+                                f"{h.hexdigest()}, not the official {remote.sha256}, so it was "
+                                f"deleted (a corrupted transfer or a changed mirror); fix: run "
+                                f"`lft data download {name}` again, or fetch the file by hand "
+                                f"into {folder}")
     except urllib.error.HTTPError as e:
         raise DataError(f"{remote.url}: the server answered {e.code} {e.reason}; "
                         f"{fetch_hint(name, folder)}") from None
@@ -85,9 +84,6 @@ def _fetch(name: str, remote: Remote, folder: Path, timeout: float) -> None:
     except http.client.HTTPException as e:
         raise DataError(f"{remote.url}: the transfer broke off ({type(e).__name__}); fix: run "
                         f"`lft data download {name}` again") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def download(name: str, data_dir: str | Path | None = None, *, timeout: float = 60.0,

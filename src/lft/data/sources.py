@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from lft.data import cifar
 from lft.data.errors import DataError, fetch_hint
 from lft.data.folder import is_tarball, read_image_folder, read_image_tree
 from lft.data.idx import read_idx_pair
+from lft.safefiles import atomic_path
 
 ENV_DATA_DIR = "LFT_DATA_DIR"
 SOURCES = ("mnist", "cifar10")
@@ -171,15 +171,8 @@ def _cache_read(folder: Path) -> dict[str, ImageSplit] | None:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def _cache_write(folder: Path, splits: dict[str, ImageSplit]) -> None:

@@ -2,8 +2,8 @@
 
 Measured on this project's 2-core machine, one thread, CPU time (``time.process_time``, so other
 jobs loading the machine inflate it little), default victims (their subnormal weights flushed,
-:func:`lft.attacks.victims.flush_denormals_`, which made the CIFAR-10 victim 2.4x faster; fast
-input gradients, :class:`lft.attacks.lenet.InputGradConv2d`, 1.7x on a forward + backward), 10
+:func:`lft.tasks.victims.flush_denormals_`, which made the CIFAR-10 victim 2.4x faster; fast
+input gradients, :class:`lft.models.lenet.InputGradConv2d`, 1.7x on a forward + backward), 10
 fine-tuning and 20 test images per task, 100 tasks at once (``measure`` re-measures them):
 
 ==============================================  =====  ========
@@ -20,7 +20,7 @@ MNIST tasks, 8.6 s and 13.3 s on MNIST+CIFAR-10 tasks; one of MAML (8 tasks, 5 s
 A 1/10-size paper run took 1.09x the CPU time this model gave its table jobs and 1.22x for its
 tuning jobs; :data:`CALIBRATION` scales every estimate by 1.1.
 
-Paper profile (``python -m lft.experiments.table1_costs``), estimated CPU seconds per job:
+Paper profile (``python -m lft.experiments.table1_measure``), estimated CPU seconds per job:
 
 * tuning, 24 jobs (3 rules x 2 sources x 4 lambdas; 3 step sizes + the chosen one's ASR run,
   16 tasks x 200 steps, loss recorded every 5th step): 20 s (MNIST) and 26 s (CIFAR-10) each,
@@ -100,76 +100,3 @@ def makespan_s(jobs: list[dict], workers: int) -> float:
     from lft.experiments.runner import makespan_s as deal
 
     return deal([j.get("estimate_s") or estimate_s(j) for j in jobs], workers, 2 * SETUP_S)
-
-
-def measure(data_dir: str | None = None, tasks: int = 100, steps: int = 10) -> dict:
-    """Re-measure the per-step constants above (CPU seconds of this process, one thread):
-    ``python -m lft.experiments.table1_costs measure [DATA_DIR]`` (about 2 CPU-minutes)."""
-    import time
-
-    import torch
-
-    from lft.experiments.table1 import PROFILES, uap_config
-    from lft.meta.learners import Method, preset
-    from lft.meta.trainer import MetaTrainer, TrainConfig
-    from lft.meta.unroll import trajectory
-    from lft.seeding import generator
-    from lft.tasks import build_family
-
-    torch.set_num_threads(1)
-    prof, out = PROFILES["paper"], {}
-    for source in ("mnist", "cifar10"):
-        family = build_family(uap_config(source, prof, data_dir, 0.01)).for_part("meta-test")
-        batch = family.sample(tasks, generator(0, "costs"))
-        for kind, name in (("hand", "adam"), ("lstm", "lft")):
-            method, gen = Method(preset(name), family), generator(0, "costs-run")
-            theta, state = method.start(batch, gen)
-            with torch.no_grad():
-                t0 = time.process_time()
-                for theta, state in trajectory(method.rule, method.oracle, batch, theta, state,
-                                               steps, gen):
-                    pass
-                out[f"step_ms/{source}/{kind}"] = (time.process_time() - t0) / tasks / steps * 1e3
-        t0 = time.process_time()
-        for _ in range(steps):
-            batch.metrics(theta)
-        out[f"metrics_ms/{source}"] = (time.process_time() - t0) / tasks / steps * 1e3
-    for name, train in (("lft", "mnist"), ("l2o", "mnist"), ("lft", "mnist+cifar10"),
-                        ("l2o", "mnist+cifar10")):
-        family = build_family(uap_config(train, prof, data_dir, 0.01))
-        cfg = preset(name, horizon=prof["steps"], truncation=prof["truncation"])
-        trainer = MetaTrainer(Method(cfg, family), family,
-                              TrainConfig(iterations=1, meta_batch=prof["meta_batch"]))
-        t0 = time.process_time()
-        trainer.train(progress=False)
-        out[f"train_iteration_s/{name}/{train}"] = time.process_time() - t0
-    return out
-
-
-def profile_estimate(profile: str = "paper", workers: int | None = None) -> dict:
-    """Estimated seconds of every job of ``profile`` and of its two phases on ``workers``
-    processes, from the constants above (needs no data: any lambda, any step sizes)."""
-    from collections import defaultdict
-    from pathlib import Path
-
-    from lft.experiments.table1 import PROFILES, make_jobs, tune_jobs
-
-    prof = PROFILES[profile]
-    workers = workers or prof["workers"]
-    tune = tune_jobs(prof, 0, None)
-    jobs = make_jobs(prof, Path("."), 0, None, prof["lams"][0], defaultdict(lambda: 0.01))
-    return {"jobs_s": {j["label"]: round(j["estimate_s"]) for j in tune + jobs},
-            "cpu_s": round(sum(j["estimate_s"] for j in tune + jobs)),
-            "tuning_s": round(makespan_s(tune, workers)),
-            "table_s": round(makespan_s(jobs, workers)), "workers": workers}
-
-
-if __name__ == "__main__":
-    import json
-    import sys
-
-    if sys.argv[1:2] == ["measure"]:
-        print(json.dumps(measure(sys.argv[2] if len(sys.argv) > 2 else None), indent=1))
-    else:
-        print(json.dumps(profile_estimate(sys.argv[1] if len(sys.argv) > 1 else "paper"),
-                         indent=1))

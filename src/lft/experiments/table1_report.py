@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from lft.experiments.results import machine, meta_training_summary
-from lft.experiments.table1 import (
+from lft.experiments.table1_spec import (
     BASELINES,
     NOT_APPLICABLE,
     PAPER,

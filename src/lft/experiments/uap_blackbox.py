@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from lft.experiments import uap_rivals as ur
+from lft.experiments import uap_rivals_jobs as ur
 from lft.experiments import zo_rivals
 from lft.experiments.results import machine, results_document, utc_now, write_json
 from lft.meta.evaluate import Curve

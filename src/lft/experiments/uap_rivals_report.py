@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from lft.experiments.results import curve_rows, machine
-from lft.experiments.uap_rivals import METHODS
+from lft.experiments.uap_rivals_spec import METHODS
 from lft.meta.evaluate import Curve
 
 #: the tables' order, and that of the paired differences (earlier - later)

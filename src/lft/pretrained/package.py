@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 from safetensors.torch import save_file
 
 from lft import checkpoint
-from lft.experiments.results import note_matches
 from lft.pretrained import DIR
+from lft.reporting import note_matches
+from lft.safefiles import atomic_path
 from lft.tasks.presets import with_data_dir
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
@@ -68,15 +67,13 @@ def package(source: str | Path, name: str, description: str, command: str,
     The family's ``data_dir`` is not kept (a folder of the machine that meta-trained it): the
     packaged fine-tuner finds its data like any command (``--data-dir``, ``$LFT_DATA_DIR``).
     """
-    from lft.finetuner import FineTuner
-
     if not NAME.match(name):
         raise ValueError(f"pretrained names are lower-case letters, digits, '.', '+', '-': "
                          f"got {name!r}")
     if "\n" in description:
         raise ValueError("the description is one line")
     tensors, meta = checkpoint.read(source)
-    FineTuner.load(source)  # refuses checkpoints without a meta-learned rule
+    checkpoint.load_rule(source)  # refuses checkpoints without a meta-learned rule
     entry = {"name": name, "description": description, "command": command,
              "source": Path(source).name}
     if results is not None:
@@ -89,15 +86,8 @@ def package(source: str | Path, name: str, description: str, command: str,
               "family": json.dumps(with_data_dir(meta["family"], None)),
               "extra": json.dumps(extra)}
     out = Path(out_dir) / f"{name}.safetensors"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=header)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(out) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=header)
     return out
 
 

@@ -287,7 +287,7 @@ def _correct_only(victim, data: dict, key: tuple) -> dict:
 def resolve_victim(victim: str, source: str, data_dir: str | None = None):
     """``"default"`` / ``"quick"``: the cached LeNet-5 of ``source`` (trained if missing);
     anything else: the path of a victim file written by ``lft victims train``."""
-    from lft.attacks.victims import load_victim, read_victim
+    from lft.tasks.victims import load_victim, read_victim
 
     if victim in VICTIMS:
         return load_victim(source, data_dir, quick=victim == "quick", train_if_missing=True,

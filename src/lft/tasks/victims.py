@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,8 +27,8 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from lft.attacks.lenet import lenet5, predict
-from lft.safefiles import read_tensors
+from lft.models.lenet import lenet5, predict
+from lft.safefiles import atomic_path, atomic_write_bytes, read_tensors
 
 FORMAT = "lft-victim"
 VERSION = 1
@@ -147,7 +145,7 @@ def train_victim(source: str, data_dir: str | Path | None = None,
     Seeded (initialisation, shuffling and augmentation come from ``settings.seed``), Adam with a
     cosine learning-rate decay; the returned victim carries the full record of what made it.
     """
-    from lft import __version__
+    from lft._version import __version__
     from lft.data import load_source, resolve_data_dir
 
     _check_source(source)
@@ -232,16 +230,10 @@ def save_victim(path: str | Path, victim: Victim) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in victim.model.state_dict().items()}
     meta = {"format": FORMAT, "version": str(VERSION), "record": json.dumps(victim.record)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    path.with_suffix(".json").write_text(json.dumps(victim.record, indent=1) + "\n")
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(victim.record, indent=1)
+                                                   + "\n").encode())
     victim.path = path
     return path
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lft import checkpoint
 from lft.meta.trainer import MetaTrainer
+from lft.safefiles import atomic_write_bytes
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -95,7 +96,7 @@ def truncate_log(path: str | Path, start: int) -> None:
                 keep.append(line)
         except (json.JSONDecodeError, AttributeError):  # a line cut short by kill -9
             continue
-    checkpoint.atomic_write_bytes(path, "".join(f"{line}\n" for line in keep).encode())
+    atomic_write_bytes(path, "".join(f"{line}\n" for line in keep).encode())
 
 
 class StopOnSignal:
