@@ -183,3 +183,33 @@ def test_a_learned_sampling_distribution_is_meta_trained_with_the_rule_and_check
     loaded, _, _ = checkpoint.load(path)
     for n in names:
         assert torch.equal(dict(loaded.named_parameters())[n], after[n])
+
+
+@pytest.mark.parametrize("config", [{"type": "zo", "q": 4, "directions": "gaussian"},
+                                    {"type": "history", "q": 4, "m": 2}])
+def test_the_torch_optim_drop_in_estimates_with_the_same_oracles(config):
+    """Two steps of LearnedOptimizer(SGD) in zeroth-order mode move the parameters by exactly
+    minus the lft.oracles estimate, history included."""
+    from lft.optim import LearnedOptimizer
+    from lft.rules import build
+    from lft.seeding import derive_seed
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 2).double()  # float64: differences of size mu stay exact
+    x, y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
+    opt = LearnedOptimizer(layer, build({"type": "sgd", "lr": 1.0}), zeroth_order=True,
+                           oracle={**config, "mu": 1e-3}, seed=7)
+    oracle, memory = build_oracle({**config, "mu": 1e-3}), None
+
+    def flat_loss(th):  # the same loss, of flat parameters (weight then bias)
+        w, b = th[..., :6].unflatten(-1, (2, 3)), th[..., 6:]
+        out = torch.einsum("...ij,nj->...ni", w, x) + b[..., None, :]
+        return ((out - y) ** 2).mean((-1, -2))
+
+    for t in range(2):
+        theta = torch.cat([layer.weight.detach().reshape(-1), layer.bias.detach()])[None]
+        gen = torch.Generator().manual_seed(derive_seed(7, f"zo-directions-{t}"))
+        est, memory = oracle.estimate(flat_loss, theta, gen, memory)
+        opt.step(lambda: ((layer(x) - y) ** 2).mean())
+        after = torch.cat([layer.weight.detach().reshape(-1), layer.bias.detach()])[None]
+        assert torch.allclose(after, theta - est, atol=1e-9)

@@ -23,7 +23,7 @@ from torch import nn
 
 from lft import validation
 from lft.models.roles import roles_from_names, roles_from_shapes
-from lft.oracles import ZerothOrder
+from lft.oracles import build_oracle
 from lft.rules.base import UpdateRule
 from lft.seeding import derive_seed
 
@@ -74,7 +74,10 @@ class LearnedOptimizer(torch.optim.Optimizer):
         lr: multiplies the learned update (1.0: the step the rule was meta-trained to take).
             Named ``lr`` so that ``torch.optim.lr_scheduler`` schedules can decay it.
         zeroth_order: estimate gradients from loss values with ``step(closure)``.
-        oracle: zeroth-order settings ``q``, ``mu``, ``directions``, ``scheme``.
+        oracle: the zeroth-order oracle (:func:`lft.oracles.build_oracle`: ``type``, default
+            ``zo``, and its options, default 20 Rademacher directions, forward differences),
+            the same estimators meta-training uses; a history-guided one keeps its memory
+            across steps.
         seed: seeds the zeroth-order directions (step ``t`` draws from its own stream).
     """
 
@@ -88,13 +91,15 @@ class LearnedOptimizer(torch.optim.Optimizer):
         super().__init__(as_param_groups(params), {"lr": lr})
         self.rule = rule
         self.zeroth_order = validation.boolean("zeroth_order", zeroth_order, where)
-        settings = {k: v for k, v in (oracle or {}).items() if k not in ("type", "differentiable")}
-        validation.known_options(f"{where} zeroth-order oracle", settings,
-                                 ("q", "mu", "directions", "scheme"))
-        settings = {"q": 20, "mu": 0.005, "directions": "rademacher", "scheme": "forward",
-                    **settings}
-        check = ZerothOrder(**settings)  # validates q, mu, directions and scheme
-        self.oracle = {k: getattr(check, k) for k in ("q", "mu", "directions", "scheme")}
+        settings = {k: v for k, v in (oracle or {}).items() if k != "differentiable"}
+        kind = settings.pop("type", "zo")
+        if kind == "fo":
+            raise ValueError(f"{where}: a zeroth-order oracle has a zeroth-order type, not 'fo'")
+        defaults = {"q": 20, "mu": 0.005, "scheme": "forward",
+                    **({"directions": "rademacher"} if kind == "zo" else {})}
+        self.oracle = {"type": kind, **defaults, **settings}
+        self._estimator = build_oracle(dict(self.oracle))  # validates every option
+        self._memory = None  # a history-guided oracle's past estimates, across steps
         self.seed = validation.integer("seed", seed, None, where=where)
         self._rules: dict = {}
 
@@ -141,40 +146,33 @@ class LearnedOptimizer(torch.optim.Optimizer):
         return loss
 
     def _zo_gradients(self, closure):
-        """Random-direction finite-difference estimates for every parameter (see the module)."""
+        """The oracle's estimate for every parameter, from loss values only
+        (:mod:`lft.oracles`, as in meta-training): the parameters are one flat optimisee,
+        and each query sets them and calls the closure."""
         params = [p for g in self.param_groups for p in g["params"] if p.requires_grad]
         first = self.state[params[0]] if params else {}
         t = int(first.get("step", torch.zeros(())))
         gen = torch.Generator().manual_seed(derive_seed(self.seed, f"zo-directions-{t}"))
-        q, mu = int(self.oracle["q"]), float(self.oracle["mu"])
-        kind, antithetic = self.oracle["directions"], self.oracle["scheme"] == "antithetic"
-        saved = [p.detach().clone() for p in params]
-        est = [torch.zeros_like(p) for p in params]
+        theta = torch.cat([p.detach().reshape(-1) for p in params])[None]
         f0 = closure()
-        for _ in range(q):
-            if kind == "rademacher":
-                us = [(2 * torch.randint(0, 2, p.shape, generator=gen) - 1).to(p) for p in params]
-            else:
-                us = [torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p) for p in params]
-            scale = 1.0
-            if kind == "sphere":  # unit direction over all parameters; the estimate scales by D
-                norm = torch.sqrt(sum((u * u).sum() for u in us))
-                us = [u / norm for u in us]
-                scale = float(sum(p.numel() for p in params))
-            for p, u in zip(params, us):
-                p.add_(u, alpha=mu)
-            diff = closure()
-            if antithetic:
-                for p, s, u in zip(params, saved, us):
-                    p.copy_(s).sub_(u, alpha=mu)
-                diff = diff - closure()
-            else:
-                diff = diff - f0
-            for p, s, e, u in zip(params, saved, est, us):
-                p.copy_(s)
-                e.add_(u, alpha=scale * float(diff))
-        denom = (2 if antithetic else 1) * mu * q
-        return f0, {p: e / denom for p, e in zip(params, est)}
+
+        def put(vec: torch.Tensor) -> None:
+            for p, part in zip(params, vec.split([p.numel() for p in params])):
+                p.copy_(part.view_as(p))
+
+        def loss_fn(th: torch.Tensor) -> torch.Tensor:
+            if th.shape == theta.shape and torch.equal(th, theta):
+                return torch.tensor([float(f0)], dtype=th.dtype)  # the base point: asked once
+            values = []
+            for row in th.reshape(-1, th.shape[-1]):
+                put(row)
+                values.append(float(closure()))
+            put(theta[0])
+            return torch.tensor(values, dtype=th.dtype).reshape(th.shape[:-1])
+
+        est, self._memory = self._estimator.estimate(loss_fn, theta, gen, self._memory)
+        parts = est[0].split([p.numel() for p in params])
+        return f0, {p: e.view_as(p).to(p.dtype) for p, e in zip(params, parts)}
 
 
 __all__ = ["LearnedOptimizer", "as_param_groups", "rule_like"]

@@ -9,6 +9,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from lft.models.batched import batched_sequential
+from lft.models.roles import roles_from_names
 
 
 class FlatModel:
@@ -51,16 +52,10 @@ class FlatModel:
         return self._roles.clone()
 
     def _compute_roles(self) -> torch.Tensor:
-        layers = sorted({n.rsplit(".", 1)[0] for n in self.names},
-                        key=lambda m: min(i for i, n in enumerate(self.names)
-                                          if n.rsplit(".", 1)[0] == m))
-        parts = []
-        for name, numel in zip(self.names, self.numels):
-            i = layers.index(name.rsplit(".", 1)[0])
-            position = 0 if i == 0 else (2 if i == len(layers) - 1 else 1)
-            is_bias = int(name.endswith("bias"))
-            parts.append(torch.full((numel,), 2 * position + is_bias, dtype=torch.long))
-        return torch.cat(parts)
+        # the one definition of roles, shared with the torch.optim drop-in (lft.models.roles)
+        per_tensor = roles_from_names(self.names)
+        return torch.cat([torch.full((numel,), role, dtype=torch.long)
+                          for role, numel in zip(per_tensor, self.numels)])
 
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """Split a ``(..., D)`` vector into named parameter tensors of shape ``(..., *shape)``."""
