@@ -92,3 +92,15 @@ def test_incongruous_mixture_meta_trains_one_rule_and_refuses_maml(tmp_path):
     assert checkpoint.load(path)[1].config() == mix.config()
     with pytest.raises(ValueError, match="congruous"):
         Method(preset("maml"), mix)
+
+
+def test_a_family_keeps_its_subclass_across_parts(data_dir):
+    from lft.tasks import ClassificationFamily
+
+    class Mine(ClassificationFamily):
+        note = "mine"
+
+    fam = Mine("mnist", data_dir=str(data_dir))
+    test = fam.for_part("meta-test")
+    assert type(test) is Mine and test.part == "meta-test" and fam.part == "meta-train"
+    assert type(test.for_part("meta-train")) is Mine

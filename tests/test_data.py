@@ -376,7 +376,7 @@ def test_cifar_batch_with_wrong_content(tmp_path):
 
 def fake_remote(monkeypatch, url, sha):
     remote = download_module.Remote(url, "train-images-idx3-ubyte.gz", sha)
-    monkeypatch.setitem(download_module.SOURCES, "mnist", (remote,))
+    monkeypatch.setitem(download_module.REMOTES, "mnist", (remote,))
 
 
 def test_download_offline_says_so(tmp_path, monkeypatch):

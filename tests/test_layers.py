@@ -154,3 +154,14 @@ def test_leaves_reach_no_engine_command_line_or_reproduction(leaf):
         seen.add(m)
         todo += [t for t in GRAPH.get(m, ()) if t in MODULES]
     assert not {package_of(m) for m in seen} & {"meta", "cli", "experiments"}
+
+
+def test_the_image_sources_are_listed_once():
+    from lft.data.download import REMOTES
+    from lft.data.sources import SOURCES
+    from lft.experiments import budgets, table1_spec, table2, uap_rivals_spec
+    from lft.tasks import victims
+
+    assert set(REMOTES) == set(SOURCES)
+    for module in (budgets, table1_spec, table2, uap_rivals_spec, victims):
+        assert module.SOURCES is SOURCES, module.__name__

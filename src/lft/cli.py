@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from lft.data.sources import SOURCES
 from lft.meta.learners import METHODS
 from lft.tasks.presets import TASKS
 from lft.validation import one_line, positive_arg
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "else 1 for sine, else the cores the load average leaves free)")
     d = sub.add_parser("data", help="image data sets: download or check them")
     d.add_argument("action", choices=("download", "check"))
-    d.add_argument("name", choices=("mnist", "cifar10"))
+    d.add_argument("name", choices=SOURCES)
     d.add_argument("--data-dir", default=None,
                    help="data folder (default $LFT_DATA_DIR, else the user cache folder)")
     for name in COMMAND_MODULES:

@@ -7,7 +7,7 @@ Layout of the data folder (``data_dir`` argument, else ``$LFT_DATA_DIR``, else
     cifar10/  cifar-10-batches-py/ | cifar-10-python.tar.gz          (official pickled batches)
               | train/<class>/*.jpg|png + test/<class>/... | cifar10-jpeg.tar.gz  (image tree)
 
-``lft data download NAME`` (or ``python -m lft.data download NAME``) fetches the official files
+``lft data download NAME`` (the one command for it) fetches the official files
 and checks their SHA-256; offline, copy them there. :func:`load_source` returns
 ``{"train": ImageSplit, "test": ImageSplit}`` and caches the decoded arrays as ``.npy`` files;
 :func:`load_idx_pair`, :func:`load_image_folder` and :func:`load_image_tree` read user data.

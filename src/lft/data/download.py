@@ -9,7 +9,6 @@ error says so and where to copy the files instead.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import sys
@@ -33,7 +32,8 @@ class Remote:
 
 
 _MNIST = "https://ossci-datasets.s3.amazonaws.com/mnist/"
-SOURCES: dict[str, tuple[Remote, ...]] = {
+#: the official files of each of lft.data.sources.SOURCES
+REMOTES: dict[str, tuple[Remote, ...]] = {
     "mnist": tuple(Remote(_MNIST + f, f, h) for f, h in (
         ("train-images-idx3-ubyte.gz",
          "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
@@ -93,15 +93,15 @@ def download(name: str, data_dir: str | Path | None = None, *, timeout: float = 
     ``data_dir`` defaults as in :func:`lft.data.load_source`. Files already there with the
     right SHA-256 are kept.
     """
-    if name not in SOURCES:
-        raise DataError(f"unknown data set {name!r}; choose from {', '.join(SOURCES)}")
+    if name not in REMOTES:
+        raise DataError(f"unknown data set {name!r}; choose from {', '.join(REMOTES)}")
     folder = resolve_data_dir(data_dir) / name
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"cannot create {folder} ({e.strerror or e}); fix: pass a writable "
                         "folder or set LFT_DATA_DIR") from None
-    for remote in SOURCES[name]:
+    for remote in REMOTES[name]:
         target = folder / remote.filename
         if target.is_file() and sha256_file(target) == remote.sha256:
             if progress:
@@ -111,22 +111,3 @@ def download(name: str, data_dir: str | Path | None = None, *, timeout: float = 
             print(f"downloading {remote.url} -> {target}", file=sys.stderr)
         _fetch(name, remote, folder, timeout)
     return folder
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lft.data download NAME [--data-dir DIR]``."""
-    p = argparse.ArgumentParser(prog="python -m lft.data",
-                                description="Fetch official image data sets.")
-    sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("download", help="download and verify a data set")
-    d.add_argument("name", choices=sorted(SOURCES))
-    d.add_argument("--data-dir", default=None,
-                   help="root data folder (default: $LFT_DATA_DIR, else ~/.cache/lft)")
-    a = p.parse_args(argv)
-    try:
-        folder = download(a.name, a.data_dir, progress=True)
-    except DataError as e:
-        print(f"lft: error: {e}", file=sys.stderr)
-        return 2
-    print(f"{a.name}: ready in {folder}")
-    return 0

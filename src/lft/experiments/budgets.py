@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from lft.data.sources import SOURCES
 from lft.experiments.results import (
     curve_rows,
     machine,
@@ -48,7 +49,6 @@ from lft.tasks import build_family
 from lft.tasks.presets import IMAGE_RULE, family_config
 
 ARTEFACT = "budgets"
-SOURCES = ("mnist", "cifar10")
 #: meta-training source -> the test sources its learned rule is evaluated on
 TRAIN = {"mnist": ("mnist",), "cifar10": ("cifar10",), "mnist+cifar10": ("mnist", "cifar10")}
 TITLES = {"mnist": "MNIST, MLP", "cifar10": "CIFAR-10, Conv-4",

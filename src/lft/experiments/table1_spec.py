@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import torch
 
+from lft.data.sources import SOURCES
 from lft.meta.evaluate import sparse_steps
 
 ARTEFACT = "table1"
-SOURCES = ("mnist", "cifar10")
 TESTS = ("mnist", "cifar10", "mnist+cifar10")
 TRAIN = ("mnist", "mnist+cifar10")
 BASELINES = ("signsgd", "adam", "sgd")

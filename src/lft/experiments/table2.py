@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from lft.data.sources import SOURCES
 from lft.experiments.results import (
     curve_rows,
     machine,
@@ -33,7 +34,7 @@ from lft.meta.learners import preset
 from lft.tasks.presets import IMAGE_RULE, family_config
 
 ARTEFACT = "table2"
-SOURCES = ("mnist", "cifar10")  # single-source test families; the mix pools them
+#: SOURCES (lft.data.sources): the single-source test families; the mix pools them
 TESTS = ("mnist", "cifar10", "mnist+cifar10")
 TRAIN = ("cifar10", "mnist+cifar10")
 TITLES = {"mnist": "MNIST, MLP", "cifar10": "CIFAR-10, CNN",

@@ -8,11 +8,11 @@ artefact); it imports none of them.
 
 from __future__ import annotations
 
+from lft.data.sources import SOURCES  # noqa: F401 - the artefact's sources, read by its jobs
 from lft.experiments import zo_rivals
 from lft.meta.evaluate import sparse_steps
 
 ARTEFACT = "uap-rivals"
-SOURCES = ("mnist", "cifar10")
 RESIDUALS = ("lft+signsgd", "lft+sgd", "lft+adam")
 TUNED = ("pgd", "adam", "sgd")
 #: a tuned method's row name -> the hand-designed preset it runs, and back for residual bases

@@ -50,7 +50,7 @@ class Replicas:
         """The task streams this rank runs: a contiguous ``1 / world_size`` share of them."""
         if streams < 1 or streams % self.world_size:
             raise ValueError(f"task_streams ({streams}) must be a positive multiple of the "
-                             f"number of ranks ({self.world_size}); pass --task-streams "
+                             f"number of ranks ({self.world_size}); set task_streams to "
                              f"{self.world_size} (or a multiple of it)")
         k = streams // self.world_size
         return range(self.rank * k, (self.rank + 1) * k)

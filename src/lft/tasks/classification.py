@@ -8,6 +8,8 @@ from the source's train split, and validation and test query images from its tes
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
@@ -74,8 +76,7 @@ class ClassificationFamily(TaskFamily):
         """The same family over the meta-train or meta-test images."""
         if part == self.part:
             return self
-        other = object.__new__(ClassificationFamily)
-        other.__dict__.update(self.__dict__)
+        other = copy.copy(self)  # keeps a subclass and its own attributes
         other.part = part
         other._splits = meta_splits(self._data, part, self.split_seed)
         other._check_fits()

@@ -35,6 +35,7 @@ shape, so a :class:`~lft.tasks.MixtureFamily` of the two gives two shape groups.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -380,8 +381,7 @@ class UAPFamily(TaskFamily):
         """The same family (same victim) over the meta-train or meta-test images."""
         if part == self.part:
             return self
-        other = object.__new__(UAPFamily)
-        other.__dict__.update(self.__dict__)
+        other = copy.copy(self)  # keeps a subclass and its own attributes
         other._set_part(part)
         return other
 

@@ -27,13 +27,13 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from lft.data.sources import SOURCES
 from lft.models.lenet import lenet5, predict
 from lft.safefiles import atomic_path, atomic_write_bytes, read_tensors
 
 FORMAT = "lft-victim"
 VERSION = 1
 ARCHITECTURE = "lenet5"
-SOURCES = ("mnist", "cifar10")
 
 
 @dataclass
