@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image data folder for table1/table2 (default $LFT_DATA_DIR, else the "
                         "user cache folder)")
     r.add_argument("--quiet", action="store_true")
+    r.add_argument("--resume", action="store_true",
+                   help="continue a run killed in --out: jobs it finished (OUT/jobs) are read "
+                        "back, the others run; the rows equal an uninterrupted run's")
     for sp in (t, e, r):
         sp.add_argument("--threads", type=positive_arg(int), default=None, metavar="N",
                         help="intra-op CPU threads of this process (default: $OMP_NUM_THREADS, "
@@ -353,7 +356,7 @@ def cmd_reproduce(a) -> int:
     existed = out.exists()
     try:
         doc = module.reproduce(profile=a.profile, out=out, seed=a.seed, workers=a.workers,
-                               progress=not a.quiet, **kwargs)
+                               progress=not a.quiet, resume=a.resume, **kwargs)
     except (UserError, ValueError, OSError):
         if not existed and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a folder this run created and never wrote to: leave nothing behind

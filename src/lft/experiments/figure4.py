@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from lft.experiments import zo_rivals
+from lft.experiments.jobstore import JobStore
 from lft.experiments.results import (
     curve_rows,
     default_out,
@@ -197,8 +198,10 @@ def _queries(record: dict, shots: int) -> int:
 
 def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int = 0,
               workers: int | None = None, progress: bool = True,
-              profile_overrides: dict | None = None) -> dict:
-    """Run the whole artefact; returns the ``results.json`` document."""
+              profile_overrides: dict | None = None,
+              resume: bool = False) -> dict:
+    """Run the whole artefact; returns the ``results.json`` document. With ``resume``, jobs
+    that a killed run in ``out`` finished are read back, not run again (``OUT/jobs``)."""
     prof = resolve_profile(PROFILES, profile, profile_overrides)
     out = Path(out or default_out(ARTEFACT, profile))
     out.mkdir(parents=True, exist_ok=True)
@@ -215,7 +218,8 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
                   "test_tasks": prof["test_tasks"], "seed": seed, "test_seed": seed}
         jobs += zo_rivals.jobs(tuning, common, prof["steps"])
     workers = workers or min(prof["workers"], os.cpu_count() or 1)
-    records = run_jobs(jobs, workers=workers, progress=progress)  # lft+init after MAML
+    records = run_jobs(jobs, workers=workers, progress=progress,  # lft+init after MAML
+                       store=JobStore(out / "jobs", resume))
     wall = time.perf_counter() - t0
     rivals = {(j["zo_rival"], j["lr"]): Curve("mse", torch.tensor(r["curves"]["mse"]))
               for j, r in zip(jobs, records) if "zo_rival" in j}

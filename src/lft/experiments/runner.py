@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lft import checkpoint
+from lft.experiments.jobstore import JobStore
 from lft.meta.evaluate import evaluate, tune_learning_rate
 from lft.meta.learners import Method, MethodConfig
 from lft.meta.trainer import MetaTrainer, TrainConfig, jsonl_logger
@@ -156,20 +157,29 @@ def makespan_s(estimates: list[float], workers: int, setup_s: float = 0.0) -> fl
     return max(loads)
 
 
-def run_jobs(jobs: list[dict], workers: int = 1, progress: bool = True) -> list[dict]:
+def run_jobs(jobs: list[dict], workers: int = 1, progress: bool = True,
+             store: JobStore | None = None) -> list[dict]:
     """Run ``jobs``; with ``workers > 1`` in separate processes of one thread each.
 
     Workers take the jobs of largest :func:`priorities` first, which shortens the run when a
     few jobs dominate; a job with ``job["after"] = label`` starts once that job has finished
     (e.g. one that warm-starts from its checkpoint). Results come back in the order of ``jobs``.
+    ``store`` (optional) keeps each finished job's record and, resuming, supplies those of the
+    jobs a killed run had finished (:class:`~lft.experiments.jobstore.JobStore`).
     """
+    store = store or JobStore(None)
     results: dict[int, dict] = {}
-    pending = set(range(len(jobs)))
-    with tqdm(total=len(jobs), desc="methods", disable=not progress) as bar:
+    for i, job in enumerate(jobs):
+        if (kept := store.done(job)) is not None:
+            results[i] = kept
+    pending = set(range(len(jobs))) - set(results)
+    with tqdm(total=len(jobs), initial=len(results), desc="methods",
+              disable=not progress) as bar:
         if workers <= 1:
             while len(results) < len(jobs):
                 i = longest_first(jobs, set(results))[0]
                 results[i] = run_job(jobs[i], progress=progress)
+                store.save(jobs[i], results[i])
                 bar.update()
             return [results[i] for i in range(len(jobs))]
         with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -181,6 +191,8 @@ def run_jobs(jobs: list[dict], workers: int = 1, progress: bool = True) -> list[
                     pending.discard(i)
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    results[running.pop(fut)] = fut.result()
+                    i = running.pop(fut)
+                    results[i] = fut.result()
+                    store.save(jobs[i], results[i])
                     bar.update()
     return [results[i] for i in range(len(jobs))]

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from lft.experiments.jobstore import JobStore
 from lft.experiments.results import (
     curve_rows,
     default_out,
@@ -275,8 +276,10 @@ DEFINITIONS = {
 
 def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int = 0,
               workers: int | None = None, progress: bool = True, data_dir: str | None = None,
-              profile_overrides: dict | None = None) -> dict:
-    """Run the whole artefact; returns the ``results.json`` document."""
+              profile_overrides: dict | None = None,
+              resume: bool = False) -> dict:
+    """Run the whole artefact; returns the ``results.json`` document. With ``resume``, jobs
+    that a killed run in ``out`` finished are read back, not run again (``OUT/jobs``)."""
     from lft.experiments import table1_report as report
     from lft.experiments.table1_costs import makespan_s
     from lft.experiments.table1_jobs import Workers, job_key
@@ -293,13 +296,14 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     workers = workers or min(prof["workers"], os.cpu_count() or 1)
     with Workers(workers) as pool:
         tjobs = tune_jobs(prof, seed, data_dir)
-        tuned = pool.run(tjobs, progress, "tune step sizes")
+        store = JobStore(out / "jobs", resume)
+        tuned = pool.run(tjobs, progress, "tune step sizes", store)
         lam, selection = select_lambda(tuned, prof["select"])
         jobs = make_jobs(prof, out, seed, data_dir, lam, tuned_lrs(tuned))
         if progress:
             print(f"lambda = {lam:g} ({len(jobs)} jobs, estimated "
                   f"{makespan_s(jobs, workers) / 60:.0f} min on {workers} workers)", flush=True)
-        records = pool.run(jobs, progress, "table jobs")
+        records = pool.run(jobs, progress, "table jobs", store)
     table = cells(records, jobs)
     lft_mix = next(j for j in jobs if j["label"].startswith("FO-LFT [mnist+cifar10]"))
     report.pictures(out / "perturbations.png", out / "checkpoints" / f"{job_key(lft_mix)}"

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lft import checkpoint
+from lft.experiments.jobstore import JobStore
 from lft.experiments.table1_eval import evaluate_uap
 from lft.meta.evaluate import tune_learning_rate
 from lft.meta.learners import Method, MethodConfig
@@ -140,17 +141,29 @@ class Workers:
         if self.pool is not None:  # on an error (or Ctrl-C) do not wait for running jobs
             self.pool.shutdown(wait=kind is None, cancel_futures=True)
 
-    def run(self, jobs: list[dict], progress: bool = True, desc: str = "jobs") -> list[dict]:
-        order = sorted(range(len(jobs)), key=lambda i: -jobs[i].get("estimate_s", 0.0))
+    def run(self, jobs: list[dict], progress: bool = True, desc: str = "jobs",
+            store: JobStore | None = None) -> list[dict]:
+        """Every job's record, in the order of ``jobs``; ``store`` keeps them and, resuming,
+        supplies those already finished (:class:`~lft.experiments.jobstore.JobStore`)."""
+        store = store or JobStore(None)
         results: dict[int, dict] = {}
-        with tqdm(total=len(jobs), desc=desc, disable=not progress, dynamic_ncols=True) as bar:
+        for i, job in enumerate(jobs):
+            if (kept := store.done(job)) is not None:
+                results[i] = kept
+        order = sorted((i for i in range(len(jobs)) if i not in results),
+                       key=lambda i: -jobs[i].get("estimate_s", 0.0))
+        with tqdm(total=len(jobs), initial=len(results), desc=desc, disable=not progress,
+                  dynamic_ncols=True) as bar:
             if self.pool is None:
                 for i in order:
                     results[i] = run_job(jobs[i])
+                    store.save(jobs[i], results[i])
                     bar.update(1)
             else:
                 futures = {self.pool.submit(run_job, jobs[i]): i for i in order}
                 for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
+                    i = futures[fut]
+                    results[i] = fut.result()
+                    store.save(jobs[i], results[i])
                     bar.update(1)
         return [results[i] for i in range(len(jobs))]

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from lft.data.sources import SOURCES
+from lft.experiments.jobstore import JobStore
 from lft.experiments.results import (
     curve_rows,
     machine,
@@ -305,8 +306,10 @@ def report(out: str | Path) -> str:
 
 def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int = 0,
               workers: int | None = None, progress: bool = True, data_dir: str | None = None,
-              profile_overrides: dict | None = None) -> dict:
-    """Run the whole artefact; returns the ``results.json`` document."""
+              profile_overrides: dict | None = None,
+              resume: bool = False) -> dict:
+    """Run the whole artefact; returns the ``results.json`` document. With ``resume``, jobs
+    that a killed run in ``out`` finished are read back, not run again (``OUT/jobs``)."""
     prof, out = start_run(PROFILES, ARTEFACT, profile, SOURCES, data_dir, out,
                           profile_overrides)
     started, t0 = utc_now(), time.perf_counter()
@@ -315,7 +318,8 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     if progress:
         est = makespan_s([j["estimate_s"] for j in jobs], workers) / 60
         print(f"{len(jobs)} jobs, estimated {est:.0f} min on {workers} workers", flush=True)
-    results = run_jobs(jobs, workers=workers, progress=progress)  # longest first
+    results = run_jobs(jobs, workers=workers, progress=progress,  # longest first
+                       store=JobStore(out / "jobs", resume))
     records = [{**r, "train_source": j["train_source"]} for j, r in zip(jobs, results)]
     wall = time.perf_counter() - t0
     table = cells(records)

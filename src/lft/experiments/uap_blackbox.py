@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lft.experiments import uap_rivals_jobs as ur
 from lft.experiments import zo_rivals
+from lft.experiments.jobstore import JobStore
 from lft.experiments.results import machine, results_document, utc_now, write_json
 from lft.meta.evaluate import Curve
 from lft.meta.learners import Method, MethodConfig, preset
@@ -175,7 +176,7 @@ def write_table(path: Path, rows: list[dict], profile: str, wall: float) -> str:
 
 
 def reproduce(profile: str, prof: dict, out: Path, seed: int, workers: int, progress: bool,
-              data_dir: str | None) -> dict:
+              data_dir: str | None, resume: bool = False) -> dict:
     """Run a black-box profile (called by :func:`lft.experiments.uap_rivals.reproduce`)."""
     too_long = [k for k in prof["black_box"]["budgets"] if k > prof["steps"]]
     if too_long:
@@ -183,13 +184,14 @@ def reproduce(profile: str, prof: dict, out: Path, seed: int, workers: int, prog
                          "steps; lower the budgets or raise steps")
     started, t0 = utc_now(), time.perf_counter()
     common = {"profile": prof, "seed": seed, "data_dir": data_dir, "out": str(out)}
+    store = JobStore(out / "jobs", resume)
     selections = ur.run_all([{**common, "kind": "select", "source": s} for s in ur.SOURCES],
-                            workers, progress, "choose eps and tune", KINDS)
+                            workers, progress, "choose eps and tune", KINDS, store)
     sel = {s["source"]: s for s in selections}
     jobs = [{**common, "kind": "learned", "source": s, "meta_seed": k, "selection": sel[s]}
             for s in ur.SOURCES for k in range(prof["meta_seeds"])]
     jobs += [{**common, "kind": "rivals", "source": s, "selection": sel[s]} for s in ur.SOURCES]
-    records = ur.run_all(jobs, workers, progress, "meta-train and test", KINDS)
+    records = ur.run_all(jobs, workers, progress, "meta-train and test", KINDS, store)
     wall = time.perf_counter() - t0
     rows = make_rows(jobs, records, sel)
     config = {"profile": prof, "workers": workers, "data_dir": data_dir,

@@ -35,6 +35,7 @@ import os
 import time
 from pathlib import Path
 
+from lft.experiments.jobstore import JobStore
 from lft.experiments.results import (
     default_out,
     resolve_profile,
@@ -66,8 +67,10 @@ from lft.tasks import build_family
 
 def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int = 0,
               workers: int | None = None, progress: bool = True, data_dir: str | None = None,
-              profile_overrides: dict | None = None) -> dict:
-    """Run the whole artefact; returns the ``results.json`` document."""
+              profile_overrides: dict | None = None,
+              resume: bool = False) -> dict:
+    """Run the whole artefact; returns the ``results.json`` document. With ``resume``, jobs
+    that a killed run in ``out`` finished are read back, not run again (``OUT/jobs``)."""
     from lft.experiments import uap_rivals_report as report
     from lft.rivals import art
 
@@ -79,7 +82,7 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
 
         out.mkdir(parents=True, exist_ok=True)
         return uap_blackbox.reproduce(profile, prof, out, seed, workers or min(
-            prof["workers"], os.cpu_count() or 1), progress, data_dir)
+            prof["workers"], os.cpu_count() or 1), progress, data_dir, resume)
     started, t0 = utc_now(), time.perf_counter()
     victims = {s: build_family(uap_config(s, prof, data_dir, None)).victim.record
                for s in SOURCES}  # fail fast on missing data; train missing victims once
@@ -91,11 +94,12 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
               f"skipped (eps is chosen with tuned projected signed gradient instead); install "
               f"it with: {art.INSTALL}", flush=True)
     common = {"profile": prof, "seed": seed, "data_dir": data_dir, "out": str(out)}
+    store = JobStore(out / "jobs", resume)
     if progress:
         print(f"{ARTEFACT}: choosing eps and tuning on meta-training tasks "
               f"({len(SOURCES)} sources, {workers} workers)", flush=True)
     selections = run_all([{**common, "kind": "select", "source": s} for s in SOURCES], workers,
-                         progress, "choose eps and tune")
+                         progress, "choose eps and tune", store=store)
     sel = {s["source"]: s for s in selections}
     # the long external attacks first, one job each, so two workers finish together
     jobs = [{**common, "kind": "fixed", "source": s, "selection": sel[s], "only": [name]}
@@ -108,7 +112,7 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     if progress:
         print(f"{ARTEFACT}: eps = " + ", ".join(f"{s} {sel[s]['eps']:g}" for s in SOURCES)
               + f" (norm {prof['norm']}); {len(jobs)} meta-training and test jobs", flush=True)
-    records = run_all(jobs, workers, progress, "meta-train and test")
+    records = run_all(jobs, workers, progress, "meta-train and test", store=store)
     wall = time.perf_counter() - t0
     table = report.collect(jobs, records)
     config = {"profile": prof, "workers": workers, "data_dir": data_dir, "victims": victims,

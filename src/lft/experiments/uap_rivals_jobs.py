@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from lft.experiments.jobstore import JobStore
 from lft.experiments.uap_rivals_spec import (  # noqa: F401 - job functions read them by name
     ART_METHODS,
     ARTEFACT,
@@ -288,22 +289,28 @@ def _init_worker() -> None:
 
 
 def run_all(jobs: list[dict], workers: int, progress: bool = False, desc: str = "jobs",
-            kinds: dict | None = None) -> list[dict]:
+            kinds: dict | None = None, store: JobStore | None = None) -> list[dict]:
     """``jobs`` in ``workers`` processes of one thread each (in this one with one worker),
     started in list order; results in the order of ``jobs``. ``kinds`` (default
-    :data:`KINDS`) maps each job's ``kind`` to the module-level function that runs it."""
-    kinds = kinds or KINDS
+    :data:`KINDS`) maps each job's ``kind`` to the module-level function that runs it;
+    ``store`` keeps finished jobs and, resuming, supplies them
+    (:class:`~lft.experiments.jobstore.JobStore`)."""
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(jobs), desc=desc, disable=not progress) as bar:
-        if workers <= 1 or len(jobs) <= 1:
-            out = []
-            for j in jobs:
-                out.append(kinds[j["kind"]](j))
+    kinds, store = kinds or KINDS, store or JobStore(None)
+    results = {i: r for i, j in enumerate(jobs) if (r := store.done(j)) is not None}
+    todo = [i for i in range(len(jobs)) if i not in results]
+    with tqdm(total=len(jobs), initial=len(results), desc=desc, disable=not progress) as bar:
+        if workers <= 1 or len(todo) <= 1:
+            for i in todo:
+                results[i] = kinds[jobs[i]["kind"]](jobs[i])
+                store.save(jobs[i], results[i])
                 bar.update()
-            return out
-        with ProcessPoolExecutor(min(workers, len(jobs)), initializer=_init_worker) as pool:
-            futures = [pool.submit(kinds[j["kind"]], j) for j in jobs]
-            for _ in as_completed(futures):
-                bar.update()
-            return [f.result() for f in futures]
+        else:
+            with ProcessPoolExecutor(min(workers, len(todo)), initializer=_init_worker) as pool:
+                futures = {pool.submit(kinds[jobs[i]["kind"]], jobs[i]): i for i in todo}
+                for fut in as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    store.save(jobs[futures[fut]], results[futures[fut]])
+                    bar.update()
+    return [results[i] for i in range(len(jobs))]
