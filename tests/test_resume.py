@@ -20,9 +20,9 @@ import torch
 from safetensors import safe_open
 
 from lft import checkpoint
+from lft import resume as runs
 from lft.cli import main
 from lft.meta import MetaTrainer, Method, TrainConfig, preset
-from lft import resume as runs
 from lft.tasks import SineFamily
 
 ITERATIONS = 200
