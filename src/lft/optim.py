@@ -23,7 +23,7 @@ from torch import nn
 
 from lft import validation
 from lft.models.roles import roles_from_names, roles_from_shapes
-from lft.oracles import build_oracle
+from lft.oracles import DEFAULT_ZO, build_oracle
 from lft.rules.base import UpdateRule
 from lft.seeding import derive_seed
 
@@ -75,7 +75,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
             Named ``lr`` so that ``torch.optim.lr_scheduler`` schedules can decay it.
         zeroth_order: estimate gradients from loss values with ``step(closure)``.
         oracle: the zeroth-order oracle (:func:`lft.oracles.build_oracle`: ``type``, default
-            ``zo``, and its options, default 20 Rademacher directions, forward differences),
+            ``zo``, and its options, default :data:`lft.oracles.DEFAULT_ZO`),
             the same estimators meta-training uses; a history-guided one keeps its memory
             across steps.
         seed: seeds the zeroth-order directions (step ``t`` draws from its own stream).
@@ -95,10 +95,9 @@ class LearnedOptimizer(torch.optim.Optimizer):
         kind = settings.pop("type", "zo")
         if kind == "fo":
             raise ValueError(f"{where}: a zeroth-order oracle has a zeroth-order type, not 'fo'")
-        defaults = {"q": 20, "mu": 0.005, "scheme": "forward",
-                    **({"directions": "rademacher"} if kind == "zo" else {})}
-        self.oracle = {"type": kind, **defaults, **settings}
-        self._estimator = build_oracle(dict(self.oracle))  # validates every option
+        defaults = {k: v for k, v in DEFAULT_ZO.items() if k != "type"} if kind == "zo" else {}
+        self._estimator = build_oracle({"type": kind, **defaults, **settings})  # validates
+        self.oracle = self._estimator.config()
         self._memory = None  # a history-guided oracle's past estimates, across steps
         self.seed = validation.integer("seed", seed, None, where=where)
         self._rules: dict = {}

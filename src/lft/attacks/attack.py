@@ -22,7 +22,7 @@ import torch
 
 from lft.meta.learners import Method
 from lft.meta.unroll import trajectory
-from lft.oracles import FirstOrder, ZerothOrder, build_oracle, is_zeroth_order
+from lft.oracles import DEFAULT_ZO, FirstOrder, build_oracle, is_zeroth_order
 from lft.tasks.base import TaskFamily
 from lft.tasks.uap import Perturbation, UAPBatch, attack_success, check_budget, steps_to_asr
 from lft.tasks.victims import Victim, read_victim
@@ -271,7 +271,7 @@ def universal_perturbation(victim, x: torch.Tensor, y: torch.Tensor, method: Met
     if oracle is not None and not is_zeroth_order(oracle):
         raise ValueError(f"a black-box attack needs a zeroth-order oracle, got {oracle!r}")
     oracle = (build_oracle(dict(oracle)) if oracle is not None
-              else ZerothOrder(q=q, mu=mu, scheme="antithetic") if black_box else FirstOrder())
+              else build_oracle({**DEFAULT_ZO, "q": q, "mu": mu}) if black_box else FirstOrder())
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         theta, state = method.start(tasks, gen)

@@ -35,7 +35,7 @@ from lft import validation as v
 from lft.meta.initializers import LearnedInit, RandomInit
 from lft.meta.objective import Objective, check_weighting
 from lft.meta.unroll import trajectory
-from lft.oracles import ORACLES, build_oracle, is_zeroth_order
+from lft.oracles import DEFAULT_FO, DEFAULT_ZO, ORACLES, build_oracle, is_zeroth_order
 from lft.seeding import derive_seed
 from lft.seeding import generator as make_generator
 from lft.tasks.base import TaskBatch, TaskFamily
@@ -45,9 +45,6 @@ DEFAULT_LSTM = {"type": "lstm", "hidden": 10, "layers": 1,
                 "p": 10.0,
                 "output_scale": 1.0, "bounded": True, "bias": False, "head_init": 0.1,
                 "raw_scale": 1.0}
-DEFAULT_ZO = {"type": "zo", "q": 20, "mu": 0.005, "directions": "gaussian",
-              "scheme": "antithetic", "differentiable": False}
-DEFAULT_FO = {"type": "fo", "second_order": False}
 
 
 @dataclass

@@ -29,6 +29,13 @@ from lft.oracles.history import GuidedES, HistorySubspace
 from lft.oracles.learned import LearnedSampling
 from lft.oracles.random import DIRECTIONS, ZerothOrder
 
+#: the one default zeroth-order oracle of the library (method presets, ``lft train --zo``, the
+#: torch.optim drop-in, ``lft attack --black-box``): 20 Gaussian directions, central differences
+DEFAULT_ZO = {"type": "zo", "q": 20, "mu": 0.005, "directions": "gaussian",
+              "scheme": "antithetic", "differentiable": False}
+#: the default first-order oracle: the gradient as a constant input (no Hessian term)
+DEFAULT_FO = {"type": "fo", "second_order": False}
+
 #: oracle type -> class
 ORACLES = {"fo": FirstOrder, "zo": ZerothOrder, "history": HistorySubspace, "guided": GuidedES,
            "learned": LearnedSampling}
@@ -60,9 +67,10 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1) + 1e-12)
 
 
-__all__ = ["DIRECTIONS", "ORACLES", "FirstOrder", "GuidedES", "HistorySubspace",
-           "LearnedSampling", "LossFn", "Oracle", "ZerothOrder", "build_oracle", "cosine",
-           "differences", "estimator_name", "is_zeroth_order", "plain_grad", "queries_per_step"]
+__all__ = ["DEFAULT_FO", "DEFAULT_ZO", "DIRECTIONS", "ORACLES", "FirstOrder", "GuidedES",
+           "HistorySubspace", "LearnedSampling", "LossFn", "Oracle", "ZerothOrder", "build_oracle",
+           "cosine", "differences", "estimator_name", "is_zeroth_order", "plain_grad",
+           "queries_per_step"]
 
 
 def estimator_name(config: dict) -> str:
