@@ -15,7 +15,6 @@ import torch
 
 from lft.meta.evaluate import Curve
 from lft.meta.learners import Method, recorded_steps
-from lft.meta.unroll import trajectory
 from lft.seeding import generator as make_generator
 from lft.tasks.base import TaskBatch, TaskFamily, as_groups
 
@@ -25,28 +24,23 @@ def run_tasks(method: Method, tasks: TaskBatch, steps: int, generator: torch.Gen
               keep: set[int], threshold: float | None
               ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One batch: ``({metric: (B, len(keep))}, first step with ASR >= threshold (B,), NaN if
-    never)``; the same fine-tuning as :meth:`Method.curve` (``threshold=None``: no tracking)."""
-    theta, state = method.start(tasks, generator)
-    theta = theta.detach()
+    never)``: :meth:`Method.curve` with a per-step look at the tasks still below the
+    threshold (``threshold=None``: no tracking)."""
     hit = torch.full((tasks.size,), float("nan"))
-    rows: list[dict[str, torch.Tensor]] = []
 
-    def look(k: int, theta: torch.Tensor) -> None:
+    def track(k: int, theta: torch.Tensor, metrics: dict | None) -> None:
+        if threshold is None:
+            return
         pending = torch.isnan(hit)
-        if k in keep:
-            rows.append(tasks.metrics(theta, "test"))
-            if threshold is not None:
-                hit[pending & (rows[-1]["asr"] >= threshold)] = k
-        elif threshold is not None and pending.any():
+        if metrics is not None:
+            hit[pending & (metrics["asr"] >= threshold)] = k
+        elif pending.any():
             idx = pending.nonzero().squeeze(1)
             asr = tasks.asr(theta[idx], "test", idx)
             hit[idx[asr >= threshold]] = k
 
-    look(0, theta)
-    for k, (theta, state) in enumerate(trajectory(method.rule, method.oracle, tasks, theta,
-                                                  state, steps, generator), start=1):
-        look(k, theta)
-    return {m: torch.stack([r[m] for r in rows], 1) for m in rows[0]}, hit
+    curves = method.curve(tasks, steps, generator, "test", sorted(keep), on_step=track)
+    return curves, hit
 
 
 def evaluate_uap(method: Method, family: TaskFamily, n_tasks: int, steps: int, seed: int = 0,

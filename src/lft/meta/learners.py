@@ -352,7 +352,7 @@ class Method(nn.Module):
 
     @torch.no_grad()
     def curve(self, tasks: TaskBatch, steps: int, generator: torch.Generator | None = None,
-              split: str = "test", record=None) -> dict[str, torch.Tensor]:
+              split: str = "test", record=None, on_step=None) -> dict[str, torch.Tensor]:
         """Fine-tune on ``D_tr`` for ``steps`` steps; metrics on ``split`` at every step.
 
         Returns ``{metric: (B, steps + 1)}`` (step 0 is the initial optimisee). At meta-test
@@ -360,16 +360,26 @@ class Method(nn.Module):
         (optional) names the steps in ``0..steps`` at which to compute the metrics (e.g.
         :func:`lft.meta.evaluate.sparse_steps`), which is most of a step's cost on image tasks;
         the rule still takes all ``steps`` steps, and the columns, one per recorded step in
-        increasing order, equal the full curve's at those steps.
+        increasing order, equal the full curve's at those steps. ``on_step(k, theta, metrics)``
+        (optional) sees every step ``0..steps``, with the step's metrics where recorded and
+        ``None`` elsewhere (Table 1 tracks each task's first step at 75% ASR with it): the one
+        evaluation loop of the package.
         """
         keep = set(recorded_steps(steps, record))
         theta, state = self.start(tasks, generator)
         theta = theta.detach()
-        rows = [tasks.metrics(theta, split)] if 0 in keep else []
-        for k, (theta, state) in enumerate(trajectory(self.rule, self.oracle, tasks, theta,
-                                                      state, steps, generator), start=1):
+        rows = []
+
+        def look(k: int, theta: torch.Tensor) -> None:
             if k in keep:
                 rows.append(tasks.metrics(theta, split))
+            if on_step is not None:
+                on_step(k, theta, rows[-1] if k in keep else None)
+
+        look(0, theta)
+        for k, (theta, state) in enumerate(trajectory(self.rule, self.oracle, tasks, theta,
+                                                      state, steps, generator), start=1):
+            look(k, theta)
         return {k: torch.stack([r[k] for r in rows], dim=1) for k in rows[0]}
 
 
