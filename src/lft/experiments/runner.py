@@ -157,37 +157,49 @@ def makespan_s(estimates: list[float], workers: int, setup_s: float = 0.0) -> fl
     return max(loads)
 
 
+def _init_worker() -> None:
+    configure_allocator()
+    torch.set_num_threads(1)
+
+
 def run_jobs(jobs: list[dict], workers: int = 1, progress: bool = True,
-             store: JobStore | None = None) -> list[dict]:
-    """Run ``jobs``; with ``workers > 1`` in separate processes of one thread each.
+             store: JobStore | None = None, run=None, desc: str = "methods") -> list[dict]:
+    """Run ``jobs``; with ``workers > 1`` in separate processes of one thread each: the one
+    job runner of the reproductions.
 
     Workers take the jobs of largest :func:`priorities` first, which shortens the run when a
     few jobs dominate; a job with ``job["after"] = label`` starts once that job has finished
     (e.g. one that warm-starts from its checkpoint). Results come back in the order of ``jobs``.
     ``store`` (optional) keeps each finished job's record and, resuming, supplies those of the
-    jobs a killed run had finished (:class:`~lft.experiments.jobstore.JobStore`).
+    jobs a killed run had finished (:class:`~lft.experiments.jobstore.JobStore`). ``run``
+    (default :func:`run_job`) is the module-level function that runs one job, for artefacts
+    whose jobs are of other kinds (Table 1, uap-rivals).
     """
     store = store or JobStore(None)
+    if run is None:
+        one, remote, init = (lambda job: run_job(job, progress=progress)), _worker, None
+    else:
+        one, remote, init = run, run, _init_worker
     results: dict[int, dict] = {}
     for i, job in enumerate(jobs):
         if (kept := store.done(job)) is not None:
             results[i] = kept
     pending = set(range(len(jobs))) - set(results)
-    with tqdm(total=len(jobs), initial=len(results), desc="methods",
-              disable=not progress) as bar:
-        if workers <= 1:
-            while len(results) < len(jobs):
+    with tqdm(total=len(jobs), initial=len(results), desc=desc, disable=not progress,
+              dynamic_ncols=True) as bar:
+        if workers <= 1 or not pending:  # a pool's one-thread workers even for one job: a
+            while len(results) < len(jobs):  # resumed run computes as the whole run did
                 i = longest_first(jobs, set(results))[0]
-                results[i] = run_job(jobs[i], progress=progress)
+                results[i] = one(jobs[i])
                 store.save(jobs[i], results[i])
                 bar.update()
             return [results[i] for i in range(len(jobs))]
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=init) as pool:
             running: dict = {}
             while pending or running:
                 free = workers - len(running)
                 for i in [k for k in longest_first(jobs, set(results)) if k in pending][:free]:
-                    running[pool.submit(_worker, jobs[i])] = i
+                    running[pool.submit(remote, jobs[i])] = i
                     pending.discard(i)
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in finished:

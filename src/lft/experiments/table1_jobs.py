@@ -20,14 +20,13 @@ the victims (and finds the victim's correctly classified images) once per source
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from lft import checkpoint
 from lft.experiments.jobstore import JobStore
+from lft.experiments.runner import run_jobs
 from lft.experiments.table1_eval import evaluate_uap
 from lft.meta.evaluate import tune_learning_rate
 from lft.meta.learners import Method, MethodConfig
@@ -122,48 +121,21 @@ def run_job(job: dict) -> dict:
             "wall_time_s": time.perf_counter() - t0, "cpu_time_s": time.process_time() - c0}
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-
-
 class Workers:
-    """Run batches of jobs on ``workers`` processes (reused across batches), longest first by
-    ``job["estimate_s"]``; one worker runs them in this process."""
+    """Run batches of jobs on ``workers`` processes with the reproductions' one job runner
+    (:func:`lft.experiments.runner.run_jobs`, longest first by ``job["estimate_s"]``)."""
 
     def __init__(self, workers: int):
-        self.pool = ProcessPoolExecutor(workers, initializer=_init_worker) if workers > 1 \
-            else None
+        self.workers = workers
 
     def __enter__(self) -> Workers:
         return self
 
     def __exit__(self, kind, *exc) -> None:
-        if self.pool is not None:  # on an error (or Ctrl-C) do not wait for running jobs
-            self.pool.shutdown(wait=kind is None, cancel_futures=True)
+        return None
 
     def run(self, jobs: list[dict], progress: bool = True, desc: str = "jobs",
             store: JobStore | None = None) -> list[dict]:
         """Every job's record, in the order of ``jobs``; ``store`` keeps them and, resuming,
         supplies those already finished (:class:`~lft.experiments.jobstore.JobStore`)."""
-        store = store or JobStore(None)
-        results: dict[int, dict] = {}
-        for i, job in enumerate(jobs):
-            if (kept := store.done(job)) is not None:
-                results[i] = kept
-        order = sorted((i for i in range(len(jobs)) if i not in results),
-                       key=lambda i: -jobs[i].get("estimate_s", 0.0))
-        with tqdm(total=len(jobs), initial=len(results), desc=desc, disable=not progress,
-                  dynamic_ncols=True) as bar:
-            if self.pool is None:
-                for i in order:
-                    results[i] = run_job(jobs[i])
-                    store.save(jobs[i], results[i])
-                    bar.update(1)
-            else:
-                futures = {self.pool.submit(run_job, jobs[i]): i for i in order}
-                for fut in as_completed(futures):
-                    i = futures[fut]
-                    results[i] = fut.result()
-                    store.save(jobs[i], results[i])
-                    bar.update(1)
-        return [results[i] for i in range(len(jobs))]
+        return run_jobs(jobs, self.workers, progress, store, run=run_job, desc=desc)

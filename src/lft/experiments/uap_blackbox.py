@@ -94,6 +94,11 @@ def run_rivals(job: dict) -> dict:
 KINDS = {"select": run_select, "learned": run_learned, "rivals": run_rivals}
 
 
+def run_job(job: dict) -> dict:
+    """Run one black-box job of any kind (a plain dict, so a worker process can take it)."""
+    return KINDS[job["kind"]](job)
+
+
 def make_rows(jobs: list[dict], records: list[dict], sel: dict) -> list[dict]:
     """Schema rows: ZO-LFT per meta-seed, the rivals at their budgets, and the paired rows."""
     rows = []
@@ -186,12 +191,12 @@ def reproduce(profile: str, prof: dict, out: Path, seed: int, workers: int, prog
     common = {"profile": prof, "seed": seed, "data_dir": data_dir, "out": str(out)}
     store = JobStore(out / "jobs", resume)
     selections = ur.run_all([{**common, "kind": "select", "source": s} for s in ur.SOURCES],
-                            workers, progress, "choose eps and tune", KINDS, store)
+                            workers, progress, "choose eps and tune", run_job, store)
     sel = {s["source"]: s for s in selections}
     jobs = [{**common, "kind": "learned", "source": s, "meta_seed": k, "selection": sel[s]}
             for s in ur.SOURCES for k in range(prof["meta_seeds"])]
     jobs += [{**common, "kind": "rivals", "source": s, "selection": sel[s]} for s in ur.SOURCES]
-    records = ur.run_all(jobs, workers, progress, "meta-train and test", KINDS, store)
+    records = ur.run_all(jobs, workers, progress, "meta-train and test", run_job, store)
     wall = time.perf_counter() - t0
     rows = make_rows(jobs, records, sel)
     config = {"profile": prof, "workers": workers, "data_dir": data_dir,

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
 
 from lft.experiments.jobstore import JobStore
+from lft.experiments.runner import run_jobs
 from lft.experiments.uap_rivals_spec import (  # noqa: F401 - job functions read them by name
     ART_METHODS,
     ARTEFACT,
@@ -284,33 +284,11 @@ def run_job(job: dict) -> dict:
     return KINDS[job["kind"]](job)
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-
-
 def run_all(jobs: list[dict], workers: int, progress: bool = False, desc: str = "jobs",
-            kinds: dict | None = None, store: JobStore | None = None) -> list[dict]:
-    """``jobs`` in ``workers`` processes of one thread each (in this one with one worker),
-    started in list order; results in the order of ``jobs``. ``kinds`` (default
-    :data:`KINDS`) maps each job's ``kind`` to the module-level function that runs it;
-    ``store`` keeps finished jobs and, resuming, supplies them
-    (:class:`~lft.experiments.jobstore.JobStore`)."""
-    from tqdm.auto import tqdm
-
-    kinds, store = kinds or KINDS, store or JobStore(None)
-    results = {i: r for i, j in enumerate(jobs) if (r := store.done(j)) is not None}
-    todo = [i for i in range(len(jobs)) if i not in results]
-    with tqdm(total=len(jobs), initial=len(results), desc=desc, disable=not progress) as bar:
-        if workers <= 1 or len(todo) <= 1:
-            for i in todo:
-                results[i] = kinds[jobs[i]["kind"]](jobs[i])
-                store.save(jobs[i], results[i])
-                bar.update()
-        else:
-            with ProcessPoolExecutor(min(workers, len(todo)), initializer=_init_worker) as pool:
-                futures = {pool.submit(kinds[jobs[i]["kind"]], jobs[i]): i for i in todo}
-                for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
-                    store.save(jobs[futures[fut]], results[futures[fut]])
-                    bar.update()
-    return [results[i] for i in range(len(jobs))]
+            run=None, store: JobStore | None = None) -> list[dict]:
+    """``jobs`` with the reproductions' one job runner
+    (:func:`lft.experiments.runner.run_jobs`: ``workers`` processes of one thread each, in this
+    one with one worker), started in list order; results in the order of ``jobs``. ``run``
+    (default :func:`run_job`) runs one job; ``store`` keeps finished jobs and, resuming,
+    supplies them (:class:`~lft.experiments.jobstore.JobStore`)."""
+    return run_jobs(jobs, workers, progress, store, run=run or run_job, desc=desc)
