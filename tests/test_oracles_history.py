@@ -215,3 +215,26 @@ def test_the_torch_optim_drop_in_estimates_with_the_same_oracles(config):
         opt.step(lambda: ((layer(x) - y) ** 2).mean())
         after = torch.cat([layer.weight.detach().reshape(-1), layer.bias.detach()])[None]
         assert torch.allclose(after, theta - est, atol=1e-9)
+
+
+def test_queries_per_step_sets_the_budget_from_the_command_line(tmp_path, capsys):
+    import json
+
+    from lft.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--task", "sine", "--zo", "--queries-per-step", "11", "--estimator",
+                 "guided", "--iterations", "2", "--out", str(out), "--quiet"]) == 0
+    oracle = json.loads((out / "config.json").read_text())["method"]["oracle"]
+    assert oracle["type"] == "guided" and build_oracle(oracle).queries_per_step == 11
+    rows = tmp_path / "rows.json"
+    assert main(["evaluate", str(out / "checkpoint.safetensors"), "--tasks", "4", "--steps",
+                 "3", "--json", str(rows), "--quiet"]) == 0
+    assert {(r["step"], r["queries"]) for r in json.loads(rows.read_text())["rows"]} == {
+        (k, 11 * k) for k in range(4)}
+    for bad, needle in ((["--queries-per-step", "11"], "add --zo"),
+                        (["--zo", "--estimator", "history"], "needs --queries-per-step"),
+                        (["--zo", "--queries-per-step", "1"], "at least 2")):
+        assert main(["train", "--task", "sine", *bad, "--iterations", "1", "--out",
+                     str(tmp_path / "x")]) == 2
+        assert needle in capsys.readouterr().err

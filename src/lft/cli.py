@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lft.data.sources import SOURCES
 from lft.meta.learners import METHODS
+from lft.oracles import ESTIMATORS, at_budget, queries_per_step
 from lft.tasks.presets import TASKS
 from lft.validation import one_line, positive_arg
 
@@ -52,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--method", default="lft", choices=[m for m in METHODS
                                                        if m not in ("sgd", "adam", "signsgd")])
     t.add_argument("--zo", action="store_true", help="zeroth-order oracle (function values only)")
+    t.add_argument("--queries-per-step", type=positive_arg(int), default=None, metavar="N",
+                   help="with --zo: N loss evaluations per step, the base point included "
+                        "(forward differences along N-1 directions; default 40, antithetic)")
+    t.add_argument("--estimator", choices=ESTIMATORS, default=None,
+                   help="with --queries-per-step: the zeroth-order estimator (default "
+                        "history: the last 3 estimates kept in the query span)")
     t.add_argument("--learn-init", action="store_true",
                    help="also meta-learn the initial optimisee (congruous tasks only)")
     t.add_argument("--iterations", type=positive_arg(int), default=1000)
@@ -189,6 +196,12 @@ def cmd_train(a) -> int:
     if a.base_lr is not None and name not in RESIDUAL:
         raise UserError(f"--base-lr sets the base rule of {', '.join(sorted(RESIDUAL))}; "
                         f"{name} has none")
+    if (a.queries_per_step or a.estimator) and not a.zo:
+        raise UserError("--queries-per-step/--estimator set a zeroth-order budget; add --zo")
+    if a.estimator and not a.queries_per_step:
+        raise UserError("--estimator needs --queries-per-step (the loss evaluations per step)")
+    if a.queries_per_step:
+        overrides["oracle"] = at_budget(a.estimator or "history", a.queries_per_step)
     cfg = preset(name, zo=a.zo, base_lr=a.base_lr, **overrides)
     if contains_rule(cfg.rule, "lstm"):  # the step bound the task wants, unless given
         cfg.rule = with_lstm_options(cfg.rule, {**RULE_DEFAULTS.get(a.task, {}),
@@ -325,14 +338,29 @@ def cmd_evaluate(a) -> int:
     if a.json:  # the shared results.json schema, so `python -m lft.pretrained add` reads it
         rows = []
         for metric, curve in curves.items():
-            rows += curve_rows(curve, method.config.name, method.config.oracle_kind,
-                               _source(method_family_config), _source(family.config()))
+            per_step = queries_per_step(method.config.oracle, _examples(family))
+            rows += [{**row, "queries": row["step"] * per_step} for row in curve_rows(
+                curve, method.config.name, method.config.oracle_kind,
+                _source(method_family_config), _source(family.config()))]
         config = {"checkpoint": str(a.checkpoint), "method": method.config.to_dict(),
                   "family": family.config(), "tasks": a.tasks, "steps": a.steps,
                   "chunk": a.chunk or 250}
         write_json(a.json, results_document("evaluate", "evaluate", a.seed, started,
                                             time.perf_counter() - t0, config, rows))
     return 0
+
+
+def _examples(family) -> int:
+    """Fine-tuning examples per task (a first-order step back-propagates them all)."""
+    cfg = family.config()
+    if cfg.get("task") == "mixture":
+        return max(_examples_of(f) for f in cfg["families"])
+    return _examples_of(cfg)
+
+
+def _examples_of(cfg: dict) -> int:
+    ways = 1 if cfg.get("task") == "sine" else int(cfg.get("ways", 2))
+    return int(cfg.get("shots", 10)) * ways
 
 
 def _source(config: dict) -> str:

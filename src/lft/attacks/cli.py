@@ -220,6 +220,8 @@ def cmd_attack(a) -> int:
 def _oracle(a) -> dict | None:
     """The black-box oracle ``--queries-per-step``/``--estimator`` ask for (``None``: the
     default antithetic Gaussian estimate of ``--q`` directions)."""
+    from lft.oracles import at_budget
+
     if a.queries_per_step is None:
         if a.estimator is not None:
             raise ValueError("--estimator needs --queries-per-step (the loss evaluations per "
@@ -227,11 +229,4 @@ def _oracle(a) -> dict | None:
         return None
     if not a.black_box:
         raise ValueError("--queries-per-step is a black-box budget; add --black-box")
-    if a.queries_per_step < 2:
-        raise ValueError(f"--queries-per-step must be at least 2 (the base point and one "
-                         f"direction), got {a.queries_per_step}")
-    q, kind = a.queries_per_step - 1, a.estimator or "history"
-    if kind in ("gaussian", "orthogonal"):
-        return {"type": "zo", "q": q, "mu": a.mu, "directions": kind, "scheme": "forward"}
-    return {"type": kind, "q": q, "mu": a.mu, "scheme": "forward"}
-
+    return at_budget(a.estimator or "history", a.queries_per_step, a.mu)

@@ -67,10 +67,10 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1) + 1e-12)
 
 
-__all__ = ["DEFAULT_FO", "DEFAULT_ZO", "DIRECTIONS", "ORACLES", "FirstOrder", "GuidedES",
-           "HistorySubspace", "LearnedSampling", "LossFn", "Oracle", "ZerothOrder", "build_oracle",
-           "cosine", "differences", "estimator_name", "is_zeroth_order", "plain_grad",
-           "queries_per_step"]
+__all__ = ["DEFAULT_FO", "DEFAULT_ZO", "DIRECTIONS", "ESTIMATORS", "FirstOrder", "GuidedES",
+           "HistorySubspace", "LearnedSampling", "LossFn", "ORACLES", "Oracle", "ZerothOrder",
+           "at_budget", "build_oracle", "cosine", "differences", "estimator_name",
+           "is_zeroth_order", "plain_grad", "queries_per_step"]
 
 
 def estimator_name(config: dict) -> str:
@@ -83,6 +83,24 @@ def estimator_name(config: dict) -> str:
     if kind == "zo":
         return config.get("directions", "gaussian")
     return kind
+
+
+ESTIMATORS = ("gaussian", "orthogonal", "history", "guided", "learned")
+
+
+def at_budget(estimator: str, evaluations: int, mu: float = 0.005) -> dict:
+    """The configuration of zeroth-order ``estimator`` (one of :data:`ESTIMATORS`) spending
+    ``evaluations`` loss evaluations per step, the base point included: forward differences
+    along ``evaluations - 1`` directions (what ``--queries-per-step`` means everywhere)."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose from {', '.join(ESTIMATORS)}")
+    if not isinstance(evaluations, int) or isinstance(evaluations, bool) or evaluations < 2:
+        raise ValueError(f"a zeroth-order step needs at least 2 loss evaluations (the base "
+                         f"point and one direction), got {evaluations!r}")
+    if estimator in ("gaussian", "orthogonal"):
+        return {"type": "zo", "q": evaluations - 1, "mu": mu, "directions": estimator,
+                "scheme": "forward", "differentiable": False}
+    return {"type": estimator, "q": evaluations - 1, "mu": mu, "scheme": "forward"}
 
 
 def queries_per_step(config: dict, examples: int) -> int:
