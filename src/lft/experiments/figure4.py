@@ -61,6 +61,10 @@ PROFILES: dict[str, dict] = {
                             "rules": ["sgd", "signsgd", "adam"],
                             "grid": [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3]}},
 }
+#: ``paper-zo-seeds``: ZO-LFT of the paper profile meta-trained with 3 seeds (seed 0 is the
+#: paper run's), against the same tuned ZO rivals on the same test tasks
+PROFILES["paper-zo-seeds"] = {**PROFILES["paper"], "meta_seeds": 3, "only": ["ZO-LFT"]}
+
 #: (method, zeroth-order?) in table order.
 METHODS = [("lft", False), ("lft", True), ("l2o", False), ("l2o", True), ("maml", False),
            ("lft+init", False), ("sgd", False), ("adam", False)]
@@ -102,9 +106,16 @@ def make_jobs(profile: dict, out: Path, seed: int) -> list[dict]:
             job["tune"] = {"grid": profile["lr_grid"], "tasks": profile["tune_tasks"]}
             job["estimate_s"] = PAPER_COST_S[cfg.label]
         jobs.append(job)
-    maml = next(j for j in jobs if j["label"] == "MAML")
+        if learned and zo and not variant and profile.get("meta_seeds", 1) > 1:
+            job["meta_seed"] = 0  # more meta-training runs of ZO-LFT, one draw each
+            for k in range(1, profile["meta_seeds"]):
+                jobs.append({**job, "label": f"{label} seed {k}", "meta_seed": k,
+                             "train": {**job["train"], "seed": seed + k}})
+    if "only" in profile:  # a profile of a few methods (e.g. ZO-LFT's meta-seeds)
+        jobs = [j for j in jobs if j["label"].split(" seed ")[0] in profile["only"]]
+    maml = next((j for j in jobs if j["label"] == "MAML"), None)
     for j in jobs:
-        if j["label"] == "FO-LFT+INIT":  # a two-stage meta-training: it starts from MAML's
+        if j["label"] == "FO-LFT+INIT" and maml:  # two-stage meta-training: from MAML's init
             j["init_from"] = str(out / "checkpoints" / f"{job_key(maml)}.safetensors")
             j["after"] = maml["label"]
     return jobs
@@ -223,24 +234,28 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     wall = time.perf_counter() - t0
     rivals = {(j["zo_rival"], j["lr"]): Curve("mse", torch.tensor(r["curves"]["mse"]))
               for j, r in zip(jobs, records) if "zo_rival" in j}
-    records = [r for j, r in zip(jobs, records) if "zo_rival" not in j]
+    methods = [(j, r) for j, r in zip(jobs, records) if "zo_rival" not in j]
+    records = [r for _, r in methods]
     rows = []
-    for r in records:
+    for j, r in methods:
         learned = "train_stats" in r
         q = _queries(r, family.shots)
         extra = {"estimator": estimator_name(r["method_config"]["oracle"])} \
             if r["oracle"] == "zo" else {}
+        if "meta_seed" in j:
+            extra["meta_seed"] = j["meta_seed"]
         rows += [{**row, **extra, "queries": q * row["step"]} for row in curve_rows(
             Curve("mse", torch.tensor(r["curves"]["mse"])), r["name"], r["oracle"],
             "sine" if learned else "none", "sine")]
     at_k = zo_rivals.curves_at_budgets(tuning, rivals)
     rows += zo_rivals.rows(tuning, at_k, "mse", "sine", family.shots)
-    for r in records:
+    for j, r in methods:
         if r["oracle"] == "zo" and r["name"] == "lft":
+            extra = {"estimator": estimator_name(r["method_config"]["oracle"]),
+                     **({"meta_seed": j["meta_seed"]} if "meta_seed" in j else {})}
             rows += zo_rivals.versus_rows(
                 "lft", Curve("mse", torch.tensor(r["curves"]["mse"])), tuning, at_k, "mse",
-                "sine", "sine", _queries(r, family.shots),
-                {"estimator": estimator_name(r["method_config"]["oracle"])})
+                "sine", "sine", _queries(r, family.shots), extra)
     config = {"profile": prof, "workers": workers, "zo_rivals": tuning,
               "jobs": [{k: v for k, v in j.items() if k != "out"} for j in jobs],
               "outcomes": [{k: v for k, v in r.items() if k != "curves"} for r in records],
@@ -277,14 +292,16 @@ def rival_table(rows: list[dict], tuning: dict) -> str:
                      and r.get("estimator") == est and r["step"] == k)
             cells.append(f"{r['mean']:.3f} ± {r['ci95']:.3f} [{t['best'][k]:g}]")
         lines.append(f"| {zo_rivals.LABELS[t['rule']]} [{est}] | " + " | ".join(cells) + " |")
-    for est in sorted({r["estimator"] for r in rows if r.get("versus_estimator")}):
-        lines += ["", f"ZO-LFT [{est}] minus each rival:", "", head]
+    for est, seed in sorted({(r["estimator"], r.get("meta_seed", -1)) for r in rows
+                             if r.get("versus_estimator")}):
+        title = f"ZO-LFT [{est}]" + (f" meta-seed {seed}" if seed >= 0 else "")
+        lines += ["", f"{title} minus each rival:", "", head]
         for key, t in tuning.items():
             cells = []
             for k in budgets:
                 r = next(r for r in rows if r.get("versus") == f"{t['rule']}/zo"
                          and r["versus_estimator"] == key.split("/")[1] and r["step"] == k
-                         and r["estimator"] == est)
+                         and r["estimator"] == est and r.get("meta_seed", -1) == seed)
                 verdict = "win" if r["mean"] + r["ci95"] < 0 else (
                     "loss" if r["mean"] - r["ci95"] > 0 else "tie")
                 cells.append(f"{r['mean']:+.3f} ± {r['ci95']:.3f} {verdict}")
