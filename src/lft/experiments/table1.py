@@ -202,7 +202,7 @@ def cells(records: list[dict], jobs: list[dict]) -> dict[tuple, dict[str, torch.
                 out[(*key, test, float(lam))] = {**{k: torch.tensor(v)
                                                     for k, v in curves.items()},
                                                  "steps": torch.tensor([0, j["steps"]])}
-    for key in {k[:3] + k[4:] for k in out}:
+    for key in sorted({k[:3] + k[4:] for k in out}, key=str):  # a fixed row order
         parts = [out.get((*key[:3], s, key[3])) for s in SOURCES]
         if all(p is not None for p in parts):
             out[(*key[:3], "mnist+cifar10", key[3])] = {

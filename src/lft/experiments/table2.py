@@ -163,7 +163,7 @@ def cells(records: list[dict]) -> dict[tuple[str, str, str], dict[str, torch.Ten
 def pool_mix(table: dict) -> dict:
     """Add the mix column: every fine-tuner tested on each single source, those tasks pooled."""
     out = dict(table)
-    for train, name in {(tr, m) for tr, m, _ in table}:
+    for train, name in sorted({(tr, m) for tr, m, _ in table}):  # a fixed row order
         if all((train, name, s) in table for s in SOURCES):
             first = table[(train, name, SOURCES[0])]
             out[(train, name, "mnist+cifar10")] = {
