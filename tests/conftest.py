@@ -59,3 +59,18 @@ def victims(tmp_path_factory):
     folder = tmp_path_factory.getbasetemp() / "quick-victims"
     return {s: load_victim(s, str(SHARED_DATA), quick=True, folder=folder)
             for s in ("mnist", "cifar10")}
+
+
+def quadratic_problem(rows: int, dim: int, batch: int = 3):
+    """``(loss, theta, gradient)``: a least-squares loss ``|theta A^T - b|^2 / 2`` of a batch of
+    flat optimisees (``(B, D) -> (B,)``, ``(B, P, D) -> (B, P)``), a float64 batch and its
+    exact gradient, for checking oracles against autograd."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(rows, dim, generator=g, dtype=torch.float64)
+    b = torch.randn(rows, generator=g, dtype=torch.float64)
+    theta = torch.randn(batch, dim, generator=g, dtype=torch.float64)
+
+    def loss(th):
+        return ((th @ a.T - b) ** 2).sum(-1) / 2
+    return loss, theta, (theta @ a.T - b) @ a
+

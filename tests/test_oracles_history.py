@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import quadratic_problem
 
 from lft.oracles import (
     GuidedES,
@@ -13,19 +14,9 @@ from lft.oracles import (
 )
 
 
-def quadratic(a, b):
-    def loss(theta):  # (B, D) -> (B,), (B, P, D) -> (B, P)
-        return ((theta @ a.T - b) ** 2).sum(-1) / 2
-    return loss
-
-
 @pytest.fixture
 def problem():
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(12, 8, generator=g, dtype=torch.float64)
-    b = torch.randn(12, generator=g, dtype=torch.float64)
-    theta = torch.randn(3, 8, generator=g, dtype=torch.float64)
-    return quadratic(a, b), theta, (theta @ a.T - b) @ a
+    return quadratic_problem(12, 8)
 
 
 def test_history_estimate_is_exact_when_the_gradient_lies_in_the_span(problem):
@@ -115,7 +106,9 @@ def path_cosines(oracle, steps=40, d=200, q=10, lr=0.02):
     g = torch.Generator().manual_seed(0)
     a = torch.randn(300, d, generator=g, dtype=torch.float64) / 300 ** 0.5
     b = torch.randn(300, generator=g, dtype=torch.float64)
-    loss = quadratic(a, b)
+    def loss(th):
+        return ((th @ a.T - b) ** 2).sum(-1) / 2
+
     theta = torch.zeros(4, d, dtype=torch.float64)
     memory, cos = None, []
     for _ in range(steps):
