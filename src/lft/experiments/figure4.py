@@ -35,12 +35,13 @@ from lft.tasks import SineFamily
 ARTEFACT = "figure4"
 TABLE_STEPS = (0, 1, 5, 10, 20)
 
-#: Each profile: meta-training iterations per method, meta-batch, test tasks, tuning budget.
 #: the zeroth-order oracle of the ZO rows: 20 directions plus the base point per step, the
 #: history estimator (chosen on meta-training tasks by probes/zo_oracles.py); Gaussian
 #: directions and a learned sampling distribution at the same budget are ZO-LFT variants
 ZO_ORACLE, GAUSSIAN, LEARNED = zo_rivals.HISTORY, zo_rivals.GAUSSIAN, zo_rivals.LEARNED
 
+#: Each profile: meta-training iterations per method, meta-batch, test tasks, tuning budget,
+#: the ZO oracle, ZO-LFT variants and the ZO rivals (oracles, budgets, rules, grid).
 PROFILES: dict[str, dict] = {
     "quick": {"iterations": {"lft": 40, "l2o": 40, "lft+init": 40, "maml": 300},
               "meta_batch": 4, "maml_meta_batch": 25, "test_tasks": 100, "steps": 20,

@@ -1,7 +1,6 @@
 """Finished jobs kept on disk, so that ``lft reproduce ARTEFACT --resume`` re-runs only the rest.
 
-Every job runner of the reproductions (:func:`lft.experiments.runner.run_jobs`, Table 1's
-:class:`~lft.experiments.table1_jobs.Workers`, uap-rivals' ``run_all``) hands each finished
+The reproductions' job runner (:func:`lft.experiments.runner.run_jobs`) hands each finished
 job's record to a :class:`JobStore`: ``OUT/jobs/KEY.json`` (the job and its record, tensors
 replaced by references) beside ``KEY.safetensors`` (the tensors), both written atomically,
 the JSON last, so a job counts as finished only once both are complete. A run killed at any

@@ -281,8 +281,9 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     """Run the whole artefact; returns the ``results.json`` document. With ``resume``, jobs
     that a killed run in ``out`` finished are read back, not run again (``OUT/jobs``)."""
     from lft.experiments import table1_report as report
+    from lft.experiments.runner import run_jobs
     from lft.experiments.table1_costs import makespan_s
-    from lft.experiments.table1_jobs import Workers, job_key
+    from lft.experiments.table1_jobs import job_key, run_job
     from lft.tasks import build_family
 
     prof = resolve_profile(PROFILES, profile, profile_overrides)
@@ -294,16 +295,15 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
                                                   prof["lams"][0])).victim.record
     out.mkdir(parents=True, exist_ok=True)  # only once the data are known to be there
     workers = workers or min(prof["workers"], os.cpu_count() or 1)
-    with Workers(workers) as pool:
-        tjobs = tune_jobs(prof, seed, data_dir)
-        store = JobStore(out / "jobs", resume)
-        tuned = pool.run(tjobs, progress, "tune step sizes", store)
-        lam, selection = select_lambda(tuned, prof["select"])
-        jobs = make_jobs(prof, out, seed, data_dir, lam, tuned_lrs(tuned))
-        if progress:
-            print(f"lambda = {lam:g} ({len(jobs)} jobs, estimated "
-                  f"{makespan_s(jobs, workers) / 60:.0f} min on {workers} workers)", flush=True)
-        records = pool.run(jobs, progress, "table jobs", store)
+    tjobs = tune_jobs(prof, seed, data_dir)
+    store = JobStore(out / "jobs", resume)
+    tuned = run_jobs(tjobs, workers, progress, store, run=run_job, desc="tune step sizes")
+    lam, selection = select_lambda(tuned, prof["select"])
+    jobs = make_jobs(prof, out, seed, data_dir, lam, tuned_lrs(tuned))
+    if progress:
+        print(f"lambda = {lam:g} ({len(jobs)} jobs, estimated "
+              f"{makespan_s(jobs, workers) / 60:.0f} min on {workers} workers)", flush=True)
+    records = run_jobs(jobs, workers, progress, store, run=run_job, desc="table jobs")
     table = cells(records, jobs)
     lft_mix = next(j for j in jobs if j["label"].startswith("FO-LFT [mnist+cifar10]"))
     report.pictures(out / "perturbations.png", out / "checkpoints" / f"{job_key(lft_mix)}"

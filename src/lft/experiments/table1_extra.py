@@ -29,8 +29,9 @@ from lft.experiments.results import (
     utc_now,
     write_json,
 )
+from lft.experiments.runner import run_jobs
 from lft.experiments.table1 import ARTEFACT, TESTS, cells, make_jobs, schema_rows, tuned_lrs
-from lft.experiments.table1_jobs import Workers
+from lft.experiments.table1_jobs import run_job
 from lft.experiments.table1_report import TITLES
 
 METHODS = ("lft", "l2o")
@@ -123,8 +124,8 @@ def run(base_dir: str | Path, out: str | Path, method: str = "lft", oracle: str 
                             test_tasks, q, sweep)
     if not jobs:
         raise ValueError(f"no {oracle.upper()}-{method.upper()} job for training sources {train}")
-    with Workers(min(workers, len(jobs))) as pool:
-        records = pool.run(jobs, progress, f"{oracle.upper()}-{method.upper()} jobs")
+    records = run_jobs(jobs, min(workers, len(jobs)), progress, run=run_job,
+                       desc=f"{oracle.upper()}-{method.upper()} jobs")
     table = cells(records, jobs)
     rows = [r for r in schema_rows(table, prof) if r["method"] == method]
     wall = time.perf_counter() - t0

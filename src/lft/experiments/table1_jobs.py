@@ -25,8 +25,6 @@ from pathlib import Path
 import torch
 
 from lft import checkpoint
-from lft.experiments.jobstore import JobStore
-from lft.experiments.runner import run_jobs
 from lft.experiments.table1_eval import evaluate_uap
 from lft.meta.evaluate import tune_learning_rate
 from lft.meta.learners import Method, MethodConfig
@@ -119,23 +117,3 @@ def run_job(job: dict) -> dict:
     record = KINDS[job["kind"]](job)
     return {"label": job["label"], "kind": job["kind"], **record,
             "wall_time_s": time.perf_counter() - t0, "cpu_time_s": time.process_time() - c0}
-
-
-class Workers:
-    """Run batches of jobs on ``workers`` processes with the reproductions' one job runner
-    (:func:`lft.experiments.runner.run_jobs`, longest first by ``job["estimate_s"]``)."""
-
-    def __init__(self, workers: int):
-        self.workers = workers
-
-    def __enter__(self) -> Workers:
-        return self
-
-    def __exit__(self, kind, *exc) -> None:
-        return None
-
-    def run(self, jobs: list[dict], progress: bool = True, desc: str = "jobs",
-            store: JobStore | None = None) -> list[dict]:
-        """Every job's record, in the order of ``jobs``; ``store`` keeps them and, resuming,
-        supplies those already finished (:class:`~lft.experiments.jobstore.JobStore`)."""
-        return run_jobs(jobs, self.workers, progress, store, run=run_job, desc=desc)

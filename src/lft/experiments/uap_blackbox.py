@@ -101,44 +101,45 @@ def run_job(job: dict) -> dict:
 
 def make_rows(jobs: list[dict], records: list[dict], sel: dict) -> list[dict]:
     """Schema rows: ZO-LFT per meta-seed, the rivals at their budgets, and the paired rows."""
-    rows = []
+    at_k = {}  # source -> {(rival, k): per-task ASR at step k, at the rate tuned for k}
     for job, rec in zip(jobs, records):
-        source = job["source"]
-        extra = {"eps": sel[source]["eps"], "norm": sel[source]["norm"]}
         if job["kind"] == "rivals":
-            tuning = sel[source]["zo_rivals"]
             curves = {(k.rsplit("@", 1)[0], float(k.rsplit("@", 1)[1])):
                       Curve("asr", c["asr"], c["steps"]) for k, c in rec["rivals"].items()}
-            at_k = zo_rivals.curves_at_budgets(tuning, curves)
-            rows += [{**r, **extra} for r in zo_rivals.rows(tuning, at_k, "asr", source, 10)]
+            at_k[job["source"]] = zo_rivals.curves_at_budgets(
+                sel[job["source"]]["zo_rivals"], curves)
+    rows = []
+    for source, values in at_k.items():
+        extra = {"eps": sel[source]["eps"], "norm": sel[source]["norm"]}
+        rows += [{**r, **extra} for r in zo_rivals.rows(sel[source]["zo_rivals"], values, "asr",
+                                                         source, 10)]
+    for job, rec in zip(jobs, records):
+        if job["kind"] != "learned":
             continue
+        source = job["source"]
         c, oracle = rec["curves"], rec["method_config"]["oracle"]
         per_step = queries_per_step(oracle, 10)
         asr = Curve("asr", c["asr"], c["steps"])
         mean, ci = asr.mean(), asr.ci95()
-        tags = {"estimator": estimator_name(oracle), "meta_seed": job["meta_seed"], **extra}
+        tags = {"estimator": estimator_name(oracle), "meta_seed": job["meta_seed"],
+                "eps": sel[source]["eps"], "norm": sel[source]["norm"]}
         for i, k in enumerate(c["steps"]):
             rows.append({"method": "lft", "oracle": "zo", "train_source": source,
                          "test_source": source, "metric": "asr", "step": k,
                          "mean": float(mean[i]), "ci95": float(ci[i]), "n": asr.n,
                          "queries": k * per_step, "images": k * per_step * c["images_per_step"],
                          "note": "", **tags})
-        rival_job = next(j for j in jobs if j["kind"] == "rivals" and j["source"] == source)
-        rival_rec = records[jobs.index(rival_job)]
-        tuning = sel[source]["zo_rivals"]
-        curves = {(k.rsplit("@", 1)[0], float(k.rsplit("@", 1)[1])):
-                  Curve("asr", v["asr"], v["steps"]) for k, v in rival_rec["rivals"].items()}
-        rows += zo_rivals.versus_rows("lft", asr, tuning,
-                                      zo_rivals.curves_at_budgets(tuning, curves), "asr",
+        rows += zo_rivals.versus_rows("lft", asr, sel[source]["zo_rivals"], at_k[source], "asr",
                                       source, source, per_step, tags)
     return rows
 
 
-def write_table(path: Path, rows: list[dict], profile: str, wall: float) -> str:
+def write_table(path: Path, rows: list[dict], tuning: dict, profile: str, wall: float) -> str:
     """``uap-rivals.md`` of a black-box profile: ASR at each budget and the paired rows."""
     lines = [f"# Few-shot UAPs from the victim's outputs only (uap-rivals, profile `{profile}`)",
-             "", "Held-out-image ASR (%), mean ± 95% CI, after k steps of 21 loss evaluations "
-             "each (20 directions plus the base point, forward differences on the task's 10 "
+             "", "Held-out-image ASR (%), mean ± 95% CI, after k steps of "
+             f"{next(r['queries'] // r['step'] for r in rows if r['step'])} loss evaluations "
+             "each (directions plus the base point, forward differences on the task's 10 "
              "fine-tuning images). Rivals: step size tuned for each k on meta-training tasks "
              "(in brackets). Paired rows: ZO-LFT minus the rival, same tasks and starts; "
              "win/loss where the CI excludes 0.", ""]
@@ -148,8 +149,9 @@ def write_table(path: Path, rows: list[dict], profile: str, wall: float) -> str:
             continue
         budgets = sorted({r["step"] for r in mine if r.get("versus")})
         eps = mine[0]["eps"]
+        evals = {r["step"]: r["queries"] for r in mine}  # every method's budget is the same
         lines += [f"## {source} (||delta||_{mine[0]['norm']} <= {eps:g})", "",
-                  "| method | " + " | ".join(f"k = {k} ({21 * k} evals)" for k in budgets)
+                  "| method | " + " | ".join(f"k = {k} ({evals[k]} evals)" for k in budgets)
                   + " |", "|---|" + "---|" * len(budgets)]
         for seed in sorted({r["meta_seed"] for r in mine if "meta_seed" in r}):
             cells = [next(r for r in mine if r["method"] == "lft" and not r.get("versus")
@@ -159,9 +161,11 @@ def write_table(path: Path, rows: list[dict], profile: str, wall: float) -> str:
         for r0 in [r for r in mine if r["method"] != "lft" and r["step"] == budgets[0]]:
             cells = [next(r for r in mine if r["method"] == r0["method"] and r["step"] == k
                           and r.get("estimator") == r0["estimator"]) for k in budgets]
+            key = f"{r0['method']}/{r0['estimator']}"
             lines.append(f"| {zo_rivals.LABELS[r0['method']]} [{r0['estimator']}] | "
                          + " | ".join(f"{100 * r['mean']:.1f} ± {100 * r['ci95']:.1f} "
-                                      f"[{r['note'].split(',')[0][3:]}]" for r in cells) + " |")
+                                      f"[{tuning[source][key]['best'][r['step']]:g}]"
+                                      for r in cells) + " |")
         lines += ["", "| ZO-LFT minus | " + " | ".join(f"k = {k}" for k in budgets) + " |",
                   "|---|" + "---|" * len(budgets)]
         vs = [r for r in mine if r.get("versus")]
@@ -209,5 +213,6 @@ def reproduce(profile: str, prof: dict, out: Path, seed: int, workers: int, prog
                            for j, r in zip(jobs, records)]}
     doc = results_document(ur.ARTEFACT, profile, seed, started, wall, config, rows)
     write_json(out / "results.json", doc)
-    write_table(out / "uap-rivals.md", rows, profile, wall)
+    write_table(out / "uap-rivals.md", rows, {s: sel[s]["zo_rivals"] for s in ur.SOURCES},
+                profile, wall)
     return doc

@@ -79,9 +79,22 @@ class FirstOrder(Oracle):
             return g
         return plain_grad(loss_fn, theta)
 
-    def estimate(self, loss_fn, theta, generator=None, memory=None):
-        """``(gradient, memory)``; the first-order oracle keeps no memory."""
-        return self(loss_fn, theta, generator), memory
+
+class FiniteDifferences(Oracle):
+    """Base of the zeroth-order oracles that spend ``q`` finite differences of radius ``mu``
+    per step under ``scheme``: the options they share, checked once, and their query count."""
+
+    kind = "zo"
+
+    def _check(self, q: int, mu: float, scheme: str, where: str) -> None:
+        self.q = v.integer("q (directions per step)", q, 1, where=where)
+        self.mu = v.positive("smoothing radius mu", mu, where)
+        self.scheme = v.choice("scheme", scheme, SCHEMES, where)
+
+    @property
+    def queries_per_step(self) -> int:
+        """Loss evaluations per estimate, the base point included."""
+        return queries(self.q, self.scheme)
 
 
 def differences(loss_fn: LossFn, theta: torch.Tensor, u: torch.Tensor, mu: float,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from lft import validation as v
-from lft.oracles.base import SCHEMES, Oracle, check_batch, differences, queries
+from lft.oracles.base import FiniteDifferences, check_batch, differences
 
 
 def remember(memory: torch.Tensor | None, estimate: torch.Tensor, keep: int) -> torch.Tensor:
@@ -34,21 +34,7 @@ def remember(memory: torch.Tensor | None, estimate: torch.Tensor, keep: int) -> 
     return new if memory is None else torch.cat([new, memory], dim=1)[:, :keep]
 
 
-class _ZerothOrderBase(Oracle):
-    kind = "zo"
-
-    def __init__(self, q: int, mu: float, scheme: str, where: str):
-        self.q = v.integer("q (directions per step)", q, 1, where=where)
-        self.mu = v.positive("smoothing radius mu", mu, where)
-        self.scheme = v.choice("scheme", scheme, SCHEMES, where)
-
-    @property
-    def queries_per_step(self) -> int:
-        """Loss evaluations per estimate, the base point included."""
-        return queries(self.q, self.scheme)
-
-
-class HistorySubspace(_ZerothOrderBase):
+class HistorySubspace(FiniteDifferences):
     """Least-squares gradient estimate with the last ``m`` estimates in the query span.
 
     Args:
@@ -61,7 +47,7 @@ class HistorySubspace(_ZerothOrderBase):
 
     def __init__(self, q: int = 20, m: int = 3, mu: float = 0.005, scheme: str = "forward"):
         where = "history-subspace oracle"
-        super().__init__(q, mu, scheme, where)
+        self._check(q, mu, scheme, where)
         self.m = v.integer("m (past estimates in the span)", m, 0, self.q - 1, where=where)
 
     def config(self) -> dict:
@@ -92,7 +78,7 @@ class HistorySubspace(_ZerothOrderBase):
         return est, remember(memory, est, max(self.m, 1))
 
 
-class GuidedES(_ZerothOrderBase):
+class GuidedES(FiniteDifferences):
     """Guided evolution strategies: a share ``1 - alpha`` of the search variance in the span
     of the last ``k`` estimates.
 
@@ -107,7 +93,7 @@ class GuidedES(_ZerothOrderBase):
     def __init__(self, q: int = 20, k: int = 2, alpha: float = 0.5, mu: float = 0.005,
                  scheme: str = "forward"):
         where = "guided-ES oracle"
-        super().__init__(q, mu, scheme, where)
+        self._check(q, mu, scheme, where)
         self.k = v.integer("k (past estimates guiding the search)", k, 1, where=where)
         self.alpha = v.number("alpha (isotropic share)", alpha, 0.0, 1.0, where=where)
 

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from lft import validation as v
-from lft.oracles.base import SCHEMES, Oracle, check_batch, differences, queries
+from lft.oracles.base import FiniteDifferences, check_batch, differences
 
 
-class LearnedSampling(nn.Module, Oracle):
+class LearnedSampling(nn.Module, FiniteDifferences):
     """Zeroth-order oracle with a meta-learned per-coordinate sampling distribution.
 
     Args:
@@ -35,15 +35,11 @@ class LearnedSampling(nn.Module, Oracle):
         beta: decay of the running mean of squared estimates the network reads.
     """
 
-    kind = "zo"
-
     def __init__(self, q: int = 20, mu: float = 0.005, scheme: str = "forward",
                  hidden: int = 8, beta: float = 0.9):
         nn.Module.__init__(self)
         where = "learned-sampling oracle"
-        self.q = v.integer("q (directions per step)", q, 1, where=where)
-        self.mu = v.positive("smoothing radius mu", mu, where)
-        self.scheme = v.choice("scheme", scheme, SCHEMES, where)
+        self._check(q, mu, scheme, where)
         self.hidden = v.integer("hidden (network width)", hidden, 1, where=where)
         self.beta = v.number("beta (running-mean decay)", beta, 0.0, 1.0, high_open=True,
                              where=where)
@@ -55,11 +51,6 @@ class LearnedSampling(nn.Module, Oracle):
         """JSON that rebuilds this oracle with :func:`lft.oracles.build_oracle`."""
         return {"type": "learned", "q": self.q, "mu": self.mu, "scheme": self.scheme,
                 "hidden": self.hidden, "beta": self.beta}
-
-    @property
-    def queries_per_step(self) -> int:
-        """Loss evaluations per estimate, the base point included."""
-        return queries(self.q, self.scheme)
 
     def sigma(self, theta: torch.Tensor, memory: torch.Tensor | None) -> torch.Tensor:
         """``(B, D)`` per-coordinate standard deviations, mean square one per optimisee."""

@@ -72,10 +72,6 @@ class ZerothOrder(Oracle):
             return u / u.norm(dim=-1, keepdim=True), float(d)
         return u, 1.0
 
-    def estimate(self, loss_fn, theta, generator=None, memory=None):
-        """``(estimate, memory)``; random directions keep no memory."""
-        return self(loss_fn, theta, generator), memory
-
     def __call__(self, loss_fn: LossFn, theta: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         check_batch(theta, "ZerothOrder")
