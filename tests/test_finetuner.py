@@ -248,7 +248,7 @@ def test_lft_evaluate_reproduces_the_reported_figure4_row(capsys):
 
 def test_evaluate_on_a_named_uap_task_keeps_the_checkpoint_loss_settings():
     """``lft evaluate UAP-CKPT --task uap-mnist`` tests on the lambda it was meta-trained on."""
-    from lft.cli import _uap_settings
+    from lft.cli.evaluate import _uap_settings
     from lft.tasks import family_config
 
     mix = family_config("uap-mnist+cifar10", lam=0.003, queries=7)
