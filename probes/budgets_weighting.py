@@ -34,6 +34,15 @@ STEPS = (5, 10, 20)
 DECAY = [4.0] * 5 + [2.0] * 5 + [1.0] * 10
 FAST = [8.0] * 2 + [4.0] * 3 + [2.0] * 5 + [1.0] * 10
 SLOW = [4.0] * 5 + [2.0] * 10 + [1.0] * 5
+
+
+def head(times: float, schedule: list[float] | None = None) -> list[list[float]]:
+    """Per-role schedule rows: the last layer's roles (4, 5) ``times`` larger than the others,
+    on top of ``schedule`` (default 1 at every step); cifar_plateau.py found Adam with the last
+    layer's steps x10 at 63.9% after 10 steps against 57.5% for plain Adam."""
+    return [[m] * 4 + [m * times] * 2 for m in (schedule or [1.0] * 20)]
+
+
 #: name -> (meta-iterations (0: the rule at its start, untrained), step weighting, schedule
 #: start)
 VARIANTS = {
@@ -47,6 +56,13 @@ VARIANTS = {
     "decay": (100, "uniform", DECAY),
     "fast": (100, "uniform", FAST),
     "slow": (100, "uniform", SLOW),
+    "head10-0": (0, "uniform", head(10.0)),
+    "head3-0": (0, "uniform", head(3.0)),
+    "head10-decay-0": (0, "uniform", head(10.0, DECAY)),
+    "head3-decay-0": (0, "uniform", head(3.0, DECAY)),
+    "head10": (100, "uniform", head(10.0)),
+    "head10-decay": (100, "uniform", head(10.0, DECAY)),
+    "head3-decay": (100, "uniform", head(3.0, DECAY)),
 }
 
 

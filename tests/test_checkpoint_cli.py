@@ -179,3 +179,21 @@ def test_evaluate_reads_data_from_data_dir_not_from_the_saved_folder(tmp_path, d
     assert main(["evaluate", str(path), "--data-dir", str(data_dir), "--tasks", "3",
                  "--steps", "2", "--quiet"]) == 0
     assert "accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["lft", "maml"])
+def test_lft_train_takes_its_defaults_from_the_one_table(tmp_path, method):
+    """``lft train`` without outer-loop options records the engine's defaults for the method
+    (:data:`lft.meta.trainer.METHOD_TRAIN_DEFAULTS`), and an option given wins."""
+    from lft.meta.trainer import METHOD_TRAIN_DEFAULTS
+
+    out = tmp_path / method
+    assert main(["train", "--task", "sine", "--method", method, "--iterations", "1",
+                 "--horizon", "1", "--out", str(out), "--quiet"]) == 0
+    train = json.loads((out / "config.json").read_text())["train"]
+    want = {**METHOD_TRAIN_DEFAULTS[method if method == "maml" else "default"], "iterations": 1}
+    assert {k: train[k] for k in want} == want
+    assert main(["train", "--task", "sine", "--method", method, "--iterations", "1",
+                 "--horizon", "1", "--meta-batch", "3", "--out", str(out / "b"),
+                 "--quiet"]) == 0
+    assert json.loads((out / "b" / "config.json").read_text())["train"]["meta_batch"] == 3

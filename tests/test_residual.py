@@ -180,3 +180,27 @@ def test_a_schedule_can_start_from_given_multipliers():
     for bad in ([1, 2], [1, 0, 1], "x"):
         with pytest.raises(ValueError, match="init"):
             build({"type": "scheduled", "rule": base, "steps": 3, "init": bad})
+
+
+def test_a_schedule_can_start_per_role():
+    """``init`` rows of one multiplier per role: e.g. larger steps for the last layer's roles
+    (4 and 5) from the first step; round-trips, and a bad row is refused."""
+    from lft.rules import build
+    from lft.rules.features import N_ROLES
+
+    base = {"type": "sgd", "lr": 0.1}
+    rows = [[1.0] * 4 + [10.0, 10.0], [2.0] * N_ROLES]
+    rule = build({"type": "scheduled", "rule": base, "steps": 2, "init": rows})
+    assert torch.allclose(rule.multipliers(), torch.tensor(rows))
+    assert build(rule.config()).config() == rule.config()
+    theta = torch.zeros(6)
+    roles = torch.arange(6)
+    d, state = rule.update(torch.ones(6), rule.init(theta, roles), theta)
+    assert torch.allclose(d, -0.1 * torch.tensor(rows[0]))
+    d, _ = rule.update(torch.ones(6), state, theta)
+    assert torch.allclose(d, -0.1 * torch.tensor(rows[1]))
+    for bad in ([[1.0] * 5, [1.0] * 6], [[1.0] * 6, 1.0], [[1.0] * 5 + [0.0]] * 2):
+        with pytest.raises(ValueError, match="init"):
+            build({"type": "scheduled", "rule": base, "steps": 2, "init": bad})
+    with pytest.raises(ValueError, match="per_role"):
+        build({"type": "scheduled", "rule": base, "steps": 2, "init": rows, "per_role": False})

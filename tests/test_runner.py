@@ -53,3 +53,47 @@ def test_table2_hybrid_starts_after_maml_from_its_checkpoint():
     assert hybrid["init_from"] == str(Path("out") / "checkpoints" / "maml [cifar10].safetensors")
     sgd, lstm = hybrid["method"]["rule"]["rules"]
     assert sgd["lr"] == table2.PROFILES["quick"]["maml_inner"]["lr"]  # starts as MAML's rule
+
+
+def _sine_job(out: Path) -> dict:
+    from lft.meta import preset
+    from lft.tasks import named_family
+
+    return {"label": "FO-LFT", "family": named_family("sine").config(), "out": str(out),
+            "method": preset("lft", horizon=3).to_dict(), "steps": 3, "test_tasks": 5,
+            "test_seed": 7, "seed": 0,
+            "train": {"iterations": 6, "meta_batch": 2, "meta_lr": 3e-3, "seed": 0,
+                      "log_every": 1}}
+
+
+def test_a_job_killed_mid_meta_training_resumes_from_its_checkpoint(tmp_path):
+    """One run for every job: a reproduction job's meta-training is checkpointed like
+    ``lft train``'s, and a resumed job continues it to the same weights and curves."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from lft.experiments.runner import job_key, run_job
+    from lft.meta import MetaTrainer, Method, MethodConfig, TrainConfig
+    from lft.resume import Run, run_config, save
+    from lft.tasks import build_family
+
+    whole = run_job(_sine_job(tmp_path / "whole"), progress=False)
+    job = _sine_job(tmp_path / "killed")
+    family = build_family(job["family"])  # the job's first 3 iterations, then "killed"
+    trainer = MetaTrainer(Method(MethodConfig.from_dict(job["method"]), family, seed=0), family,
+                          TrainConfig(**job["train"]))
+    run, config = Run.job(job["out"], job_key(job)), run_config(trainer)
+    run.start(trainer, config)
+    trainer.train(progress=False, save=lambda: save(run.checkpoint, trainer, config),
+                  stop=lambda: trainer.stats.iterations >= 3)
+    assert trainer.stats.iterations == 3 and run.resumable(config)
+    resumed = run_job(job, progress=False, resume=True)
+    assert resumed["train_stats"]["iterations"] == 6
+    assert resumed["curves"] == whole["curves"]
+    a, b = (load_file(r["checkpoint"]) for r in (whole, resumed))
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+    logged = [json.loads(line)["iteration"] for line in run.log.read_text().splitlines()]
+    assert logged == list(range(6))  # each iteration logged once
+    fresh = run_job(job, progress=False)  # without resume, a run starts afresh
+    assert fresh["curves"] == whole["curves"]

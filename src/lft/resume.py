@@ -1,6 +1,10 @@
 """Resumable meta-training runs: periodic checkpoints, a clean stop on signals, resume.
 
-A run folder holds one ``checkpoint.safetensors``, rewritten atomically every few iterations
+:class:`Run` is the one way a meta-training run meets the disk, for ``lft train`` (a run
+folder: ``config.json``, ``metrics.jsonl``, ``checkpoint.safetensors``) and for every job of
+``lft reproduce`` (``OUT/checkpoints/KEY.safetensors`` and ``OUT/logs/KEY.jsonl``).
+
+A run's checkpoint is rewritten atomically every few iterations
 with the method's parameters *and* the trainer's state, so that ``kill -9`` at any moment loses
 at most the iterations since the last save, and resuming with the same seed reaches the same
 weights, bit for bit on CPU, as a run that was never interrupted. The run's configuration is
@@ -16,10 +20,12 @@ import threading
 from pathlib import Path
 
 from lft import checkpoint
-from lft.meta.trainer import MetaTrainer
+from lft.meta.trainer import MetaTrainer, jsonl_logger
 from lft.safefiles import atomic_write_bytes
 
 CHECKPOINT = "checkpoint.safetensors"
+METRICS = "metrics.jsonl"
+CONFIG = "config.json"
 
 
 def _flatten(obj, prefix: str = "") -> dict:
@@ -136,5 +142,79 @@ class StopOnSignal:
         self._old = {}
 
 
-__all__ = ["CHECKPOINT", "StopOnSignal", "config_differences", "resume", "run_config", "save",
-           "truncate_log"]
+class Run:
+    """One meta-training run on disk: its resumable checkpoint, its metrics log and (for
+    ``lft train``) its ``config.json``.
+
+    :meth:`start` begins afresh or resumes; :meth:`train` meta-trains with a checkpoint every
+    ``save_every`` iterations and after the last one. Only the main process (rank 0) writes.
+    """
+
+    def __init__(self, checkpoint: str | Path, log: str | Path | None = None,
+                 config_file: str | Path | None = None, is_main: bool = True):
+        self.checkpoint = Path(checkpoint)
+        self.log = None if log is None else Path(log)
+        self.config_file = None if config_file is None else Path(config_file)
+        self.is_main = is_main
+
+    @classmethod
+    def folder(cls, path: str | Path, is_main: bool = True) -> Run:
+        """The run folder of ``lft train``: ``PATH/{checkpoint.safetensors, metrics.jsonl,
+        config.json}``."""
+        path = Path(path)
+        return cls(path / CHECKPOINT, path / METRICS, path / CONFIG, is_main)
+
+    @classmethod
+    def job(cls, out: str | Path, key: str) -> Run:
+        """A reproduction job's run: ``OUT/checkpoints/KEY.safetensors``, ``OUT/logs/KEY.jsonl``."""
+        out = Path(out)
+        return cls(out / "checkpoints" / f"{key}.safetensors", out / "logs" / f"{key}.jsonl")
+
+    def resumable(self, config: dict | None = None) -> bool:
+        """Whether the checkpoint exists with a training state (and, given ``config``, was
+        written by a run of that configuration)."""
+        try:
+            _, meta = checkpoint.read(self.checkpoint)
+            if checkpoint.read_training_state(self.checkpoint) is None:
+                return False
+        except (OSError, ValueError):  # absent or damaged: nothing to resume
+            return False
+        if config is None:
+            return True
+        saved = {"method": meta["method"], "family": meta["family"],
+                 **meta["extra"].get("run", {})}
+        return not config_differences(saved, config)
+
+    def start(self, trainer: MetaTrainer, config: dict, resuming: bool = False) -> int:
+        """Resume ``trainer`` from the checkpoint (``resuming``), or begin afresh: the folder is
+        made, the log emptied and the configuration written. Returns the first iteration to
+        run; attaches the metrics log (and, on rank 0 only, ``trainer.log`` writes it)."""
+        start = 0
+        if resuming:
+            start = resume(self.checkpoint, trainer, config)
+            if self.is_main and self.log is not None:
+                truncate_log(self.log, start)
+        elif self.is_main:
+            self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            if self.log is not None:
+                self.log.unlink(missing_ok=True)
+            if self.config_file is not None:
+                atomic_write_bytes(self.config_file, json.dumps(config, indent=1).encode())
+        if self.is_main and self.log is not None:
+            trainer.log = jsonl_logger(self.log)
+        elif not self.is_main:
+            trainer.log = None
+        return start
+
+    def train(self, trainer: MetaTrainer, config: dict, progress: bool = False,
+              save_every: int = 100, stop=None) -> Path:
+        """Meta-train from where :meth:`start` left ``trainer``, saving every ``save_every``
+        iterations, after the last and when ``stop()`` turns true; returns the checkpoint."""
+        trainer.train(progress=progress and self.is_main,
+                      save=lambda: save(self.checkpoint, trainer, config),
+                      save_every=save_every, stop=stop)
+        return self.checkpoint
+
+
+__all__ = ["CHECKPOINT", "CONFIG", "METRICS", "Run", "StopOnSignal", "config_differences",
+           "resume", "run_config", "save", "truncate_log"]

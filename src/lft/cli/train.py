@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -34,13 +33,14 @@ def register(sub) -> None:
                         "history: the last 3 estimates kept in the query span)")
     t.add_argument("--learn-init", action="store_true",
                    help="also meta-learn the initial optimisee (congruous tasks only)")
-    t.add_argument("--iterations", type=positive_arg(int), default=1000)
+    t.add_argument("--iterations", type=positive_arg(int), default=None,
+                   help="meta-iterations (default 1000)")
     t.add_argument("--meta-batch", type=positive_arg(int), default=None,
                    help="tasks per meta-iteration (default 8; MAML 25)")
     t.add_argument("--meta-lr", type=positive_arg(float), default=None,
                    help="Adam meta-learning rate (default 3e-3; MAML 1e-3)")
-    t.add_argument("--lr-decay", type=positive_arg(float), default=0.1,
-                   help="final meta-lr as a fraction of the first (cosine schedule)")
+    t.add_argument("--lr-decay", type=positive_arg(float), default=None,
+                   help="final meta-lr as a fraction of the first (cosine schedule; default 0.1)")
     t.add_argument("--horizon", type=positive_arg(int), default=None,
                    help="unrolled fine-tuning steps per episode (default 20; MAML 1)")
     t.add_argument("--truncation", type=positive_arg(int), default=None,
@@ -127,11 +127,9 @@ def cmd_train(a) -> int:
     replicas = None
     try:
         replicas = from_env(a.dist_timeout)  # joins the process group under torchrun
-        tcfg = TrainConfig(iterations=a.iterations,
-                           meta_batch=a.meta_batch or (25 if name == "maml" else 8),
-                           meta_lr=a.meta_lr or (1e-3 if name == "maml" else 3e-3),
-                           seed=a.seed, lr_decay=a.lr_decay,
-                           task_streams=a.task_streams or replicas.world_size)
+        tcfg = TrainConfig.for_method(name, iterations=a.iterations, meta_batch=a.meta_batch,
+                                      meta_lr=a.meta_lr, seed=a.seed, lr_decay=a.lr_decay,
+                                      task_streams=a.task_streams or replicas.world_size)
         return _train_run(a, cfg, family, tcfg, out, replicas)
     except DistributedError as e:
         last = out / "checkpoint.safetensors"
@@ -157,10 +155,11 @@ def _train_run(a, cfg, family, tcfg, out: Path, replicas) -> int:
     user error leaves no half-made run folder.
     """
     from lft import resume as runs
-    from lft.meta import MetaTrainer, Method, jsonl_logger
+    from lft.meta import MetaTrainer, Method
 
     main = replicas.is_main
-    path, log = out / runs.CHECKPOINT, out / "metrics.jsonl"
+    run = runs.Run.folder(out, is_main=main)
+    path, log = run.checkpoint, run.log
     if a.resume and not path.is_file():
         raise UserError(f"--resume: no checkpoint in {out}; start the run without --resume")
     if out.exists() and not out.is_dir():
@@ -171,28 +170,22 @@ def _train_run(a, cfg, family, tcfg, out: Path, replicas) -> int:
         from lft.experiments.runner import warm_start_init
         checkpoint.check_warm_start(a.init_from, method, family)
         warm_start_init(method, a.init_from)
-    # the log callback creates the folder: attach it once every check has passed
+    # the run folder is made only once every check has passed
     trainer = MetaTrainer(method, family, tcfg, replicas=replicas)
     config = runs.run_config(trainer, init_from=a.init_from)
-    if a.resume:
-        start = runs.resume(path, trainer, config)
+    start = run.start(trainer, config, resuming=a.resume)
+    if a.resume and main:
         if start >= tcfg.iterations:
-            if main:
-                print(f"{cfg.label}: the run in {out} is already complete "
-                      f"({start} meta-iterations); checkpoint: {path}")
-            return 0
-        if main:
-            runs.truncate_log(log, start)
+            print(f"{cfg.label}: the run in {out} is already complete "
+                  f"({start} meta-iterations); checkpoint: {path}")
+        else:
             print(f"resuming {cfg.label} at meta-iteration {start} of {tcfg.iterations} "
                   f"from {path}")
-    elif main:
-        out.mkdir(parents=True, exist_ok=True)
-        log.unlink(missing_ok=True)
-        (out / "config.json").write_text(json.dumps(config, indent=1))
-    trainer.log = jsonl_logger(log) if main else None
+    if start >= tcfg.iterations:
+        return 0
     with runs.StopOnSignal(announce=main) as stop:
-        trainer.train(progress=not a.quiet and main, save=lambda: runs.save(path, trainer, config),
-                      save_every=a.checkpoint_every, stop=stop)
+        run.train(trainer, config, progress=not a.quiet, save_every=a.checkpoint_every,
+                  stop=stop)
     s = trainer.stats
     if trainer.stopped:
         if main:

@@ -19,8 +19,9 @@ from lft import checkpoint
 from lft.experiments.jobstore import JobStore
 from lft.meta.evaluate import evaluate, tune_learning_rate
 from lft.meta.learners import Method, MethodConfig
-from lft.meta.trainer import MetaTrainer, TrainConfig, jsonl_logger
+from lft.meta.trainer import MetaTrainer, TrainConfig
 from lft.perf import configure_allocator
+from lft.resume import Run, run_config
 from lft.tasks import build_family
 
 
@@ -29,13 +30,29 @@ def job_key(job: dict) -> str:
     return job["label"].lower().replace("+", "-plus-")
 
 
-def run_job(job: dict, progress: bool = True, threads: int | None = None) -> dict:
+def meta_train(method: Method, family, train_cfg: TrainConfig, out: str | Path, key: str,
+               resume: bool = False, progress: bool = False, **config) -> tuple[MetaTrainer, Path]:
+    """Meta-train ``method`` as the job run ``OUT/checkpoints/KEY.safetensors`` with its log
+    ``OUT/logs/KEY.jsonl`` (:meth:`lft.resume.Run.job`), checkpointed every 100 iterations; with
+    ``resume``, a checkpoint a killed run left there (same configuration) is continued, which
+    reaches the same weights as an uninterrupted run. ``config``: more fields the run's
+    configuration records (e.g. ``init_from``). Returns the trainer and the checkpoint."""
+    trainer = MetaTrainer(method, family, train_cfg)
+    run = Run.job(out, key)
+    cfg = run_config(trainer, **config)
+    run.start(trainer, cfg, resuming=resume and run.resumable(cfg))
+    return trainer, run.train(trainer, cfg, progress=progress)
+
+
+def run_job(job: dict, progress: bool = True, threads: int | None = None,
+            resume: bool = False) -> dict:
     """Meta-train (or tune) one method and evaluate it on the held-out test tasks.
 
     ``job["tests"]`` (optional) maps names to family configurations to test on instead of the
     training family: a fine-tuner meta-trained on one source tested on another; with
     ``job["record"]`` (optional) only those steps are measured there. A job that neither
-    meta-learns nor has ``job["tune"]`` evaluates its rule as configured.
+    meta-learns nor has ``job["tune"]`` evaluates its rule as configured. ``resume``: continue
+    the meta-training a killed run left in ``job["out"]`` (see :func:`meta_train`).
     """
     if threads:
         torch.set_num_threads(threads)
@@ -50,13 +67,9 @@ def run_job(job: dict, progress: bool = True, threads: int | None = None) -> dic
         if job.get("init_from"):
             warm_start_init(method, job["init_from"])
             record["init_from"] = job["init_from"]
-        log_path = out / "logs" / f"{job_key(job)}.jsonl"
-        log_path.unlink(missing_ok=True)
-        trainer = MetaTrainer(method, family, train_cfg, log=jsonl_logger(log_path))
-        trainer.train(progress=progress)
-        ckpt = checkpoint.save(out / "checkpoints" / f"{job_key(job)}.safetensors", method,
-                               family, extra={"train": job["train"],
-                                              "stats": trainer.stats.__dict__})
+        more = {"init_from": job["init_from"]} if job.get("init_from") else {}
+        trainer, ckpt = meta_train(method, family, train_cfg, out, job_key(job), resume,
+                                   progress, **more)
         record.update(train_stats=dict(trainer.stats.__dict__), checkpoint=str(ckpt))
     elif "tune" in job:
         tune = job["tune"]
@@ -95,9 +108,9 @@ def warm_start_init(method: Method, path: str | Path) -> None:
         method.init.theta0.copy_(tensors["init.theta0"])
 
 
-def _worker(job: dict) -> dict:
+def _worker(job: dict, resume: bool = False) -> dict:
     configure_allocator()
-    return run_job(job, progress=False, threads=1)
+    return run_job(job, progress=False, threads=1, resume=resume)
 
 
 def prerequisites(jobs: list[dict]) -> list[int | None]:
@@ -172,12 +185,14 @@ def run_jobs(jobs: list[dict], workers: int = 1, progress: bool = True,
     (e.g. one that warm-starts from its checkpoint). Results come back in the order of ``jobs``.
     ``store`` (optional) keeps each finished job's record and, resuming, supplies those of the
     jobs a killed run had finished (:class:`~lft.experiments.jobstore.JobStore`). ``run``
-    (default :func:`run_job`) is the module-level function that runs one job, for artefacts
-    whose jobs are of other kinds (Table 1, uap-rivals).
+    (default :func:`run_job`) is the module-level function ``run(job, resume=False)`` that runs
+    one job, for artefacts whose jobs are of other kinds (Table 1, uap-rivals); when resuming,
+    it continues the meta-training a killed job left (``resume=True``).
     """
     store = store or JobStore(None)
     if run is None:
-        one, remote, init = (lambda job: run_job(job, progress=progress)), _worker, None
+        one, remote, init = (lambda job, resume: run_job(job, progress, resume=resume)), \
+            _worker, None
     else:
         one, remote, init = run, run, _init_worker
     results: dict[int, dict] = {}
@@ -190,7 +205,7 @@ def run_jobs(jobs: list[dict], workers: int = 1, progress: bool = True,
         if workers <= 1 or not pending:  # a pool's one-thread workers even for one job: a
             while len(results) < len(jobs):  # resumed run computes as the whole run did
                 i = longest_first(jobs, set(results))[0]
-                results[i] = one(jobs[i])
+                results[i] = one(jobs[i], store.resume)
                 store.save(jobs[i], results[i])
                 bar.update()
             return [results[i] for i in range(len(jobs))]
@@ -199,7 +214,7 @@ def run_jobs(jobs: list[dict], workers: int = 1, progress: bool = True,
             while pending or running:
                 free = workers - len(running)
                 for i in [k for k in longest_first(jobs, set(results)) if k in pending][:free]:
-                    running[pool.submit(remote, jobs[i])] = i
+                    running[pool.submit(remote, jobs[i], store.resume)] = i
                     pending.discard(i)
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in finished:

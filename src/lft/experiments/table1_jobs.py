@@ -20,15 +20,14 @@ the victims (and finds the victim's correctly classified images) once per source
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 
-from lft import checkpoint
+from lft.experiments.runner import meta_train
 from lft.experiments.table1_eval import evaluate_uap
 from lft.meta.evaluate import tune_learning_rate
 from lft.meta.learners import Method, MethodConfig
-from lft.meta.trainer import MetaTrainer, TrainConfig, jsonl_logger
+from lft.meta.trainer import TrainConfig
 from lft.seeding import generator as make_generator
 from lft.tasks import as_groups, build_family
 
@@ -84,19 +83,14 @@ def _evaluate(method: Method, job: dict) -> dict:
     return {"tests": tests, "sweep": sweep}
 
 
-def run_learned(job: dict) -> dict:
-    """Meta-train a learned method, save its checkpoint, evaluate it."""
+def run_learned(job: dict, resume: bool = False) -> dict:
+    """Meta-train a learned method (continuing a killed run's checkpoint when ``resume``),
+    save its checkpoint, evaluate it."""
     family = build_family(job["family"])
     cfg = MethodConfig.from_dict(job["method"])
     train_cfg = TrainConfig(**job["train"])
     method = Method(cfg, family, seed=train_cfg.seed)
-    out = Path(job["out"])
-    log_path = out / "logs" / f"{job_key(job)}.jsonl"
-    log_path.unlink(missing_ok=True)
-    trainer = MetaTrainer(method, family, train_cfg, log=jsonl_logger(log_path))
-    trainer.train(progress=False)
-    ckpt = checkpoint.save(out / "checkpoints" / f"{job_key(job)}.safetensors", method, family,
-                           extra={"train": job["train"], "stats": trainer.stats.__dict__})
+    trainer, ckpt = meta_train(method, family, train_cfg, job["out"], job_key(job), resume)
     return {"train_stats": dict(trainer.stats.__dict__), "checkpoint": str(ckpt),
             "method_config": cfg.to_dict(), **_evaluate(method, job)}
 
@@ -111,9 +105,11 @@ def run_baseline(job: dict) -> dict:
 KINDS = {"tune": run_tune, "learned": run_learned, "baseline": run_baseline}
 
 
-def run_job(job: dict) -> dict:
-    """Run one job; the record holds its label, kind, CPU and wall time."""
+def run_job(job: dict, resume: bool = False) -> dict:
+    """Run one job; the record holds its label, kind, CPU and wall time. ``resume``: a
+    meta-training job continues the checkpoint a killed run left."""
     t0, c0 = time.perf_counter(), time.process_time()
-    record = KINDS[job["kind"]](job)
+    kind = KINDS[job["kind"]]
+    record = kind(job, resume) if kind is run_learned else kind(job)
     return {"label": job["label"], "kind": job["kind"], **record,
             "wall_time_s": time.perf_counter() - t0, "cpu_time_s": time.process_time() - c0}

@@ -52,9 +52,11 @@ def run_select(job: dict) -> dict:
     return sel
 
 
-def run_learned(job: dict) -> dict:
-    """ZO-LFT meta-trained under the budget (one meta-seed), tested on the shared test tasks."""
-    from lft.meta.trainer import MetaTrainer, TrainConfig
+def run_learned(job: dict, resume: bool = False) -> dict:
+    """ZO-LFT meta-trained under the budget (one meta-seed), tested on the shared test tasks
+    (``resume``: continue the checkpoint a killed run left)."""
+    from lft.experiments.runner import meta_train
+    from lft.meta.trainer import TrainConfig
 
     prof, sel, bb = job["profile"], job["selection"], job["profile"]["black_box"]
     t0 = time.perf_counter()
@@ -66,12 +68,12 @@ def run_learned(job: dict) -> dict:
              "meta_lr": bb["meta_lr"], "clip": 1.0, "lr_decay": prof["lr_decay"],
              "seed": ur.meta_seed_of(job["seed"], job["meta_seed"]), "log_every": 10}
     method = Method(cfg, family, seed=train["seed"])
-    trainer = MetaTrainer(method, family, TrainConfig(**train))
-    trainer.train(progress=False)
+    key = f"{job['source']}-zo-lft-seed{job['meta_seed']}"
+    trainer, ckpt = meta_train(method, family, TrainConfig(**train), job["out"], key, resume)
     curves = ur.run_fine_tuner(method, ur.test_batches(family, prof, job["seed"]),
                                prof["steps"], ur.record_steps(prof), job["seed"])
     return {"curves": curves, "method_config": cfg.to_dict(), "train": train,
-            "train_stats": dict(trainer.stats.__dict__),
+            "train_stats": dict(trainer.stats.__dict__), "checkpoint": str(ckpt),
             "job_wall_time_s": time.perf_counter() - t0}
 
 
@@ -94,9 +96,11 @@ def run_rivals(job: dict) -> dict:
 KINDS = {"select": run_select, "learned": run_learned, "rivals": run_rivals}
 
 
-def run_job(job: dict) -> dict:
-    """Run one black-box job of any kind (a plain dict, so a worker process can take it)."""
-    return KINDS[job["kind"]](job)
+def run_job(job: dict, resume: bool = False) -> dict:
+    """Run one black-box job of any kind (a plain dict, so a worker process can take it);
+    ``resume``: a meta-training job continues the checkpoint a killed run left."""
+    kind = KINDS[job["kind"]]
+    return kind(job, resume) if kind is run_learned else kind(job)
 
 
 def make_rows(jobs: list[dict], records: list[dict], sel: dict) -> list[dict]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 import torch
 
@@ -223,10 +222,11 @@ def learned_config(name: str, prof: dict, lrs: dict[str, float]) -> MethodConfig
     return cfg
 
 
-def run_learned(job: dict) -> dict:
-    """Phase 2: meta-train one learned method (one seed) under the budget, save it, test it."""
-    from lft import checkpoint
-    from lft.meta.trainer import MetaTrainer, TrainConfig, jsonl_logger
+def run_learned(job: dict, resume: bool = False) -> dict:
+    """Phase 2: meta-train one learned method (one seed) under the budget, save it, test it
+    (``resume``: continue the checkpoint a killed run left)."""
+    from lft.experiments.runner import meta_train
+    from lft.meta.trainer import TrainConfig
 
     prof, sel = job["profile"], job["selection"]
     t0 = time.perf_counter()
@@ -238,14 +238,8 @@ def run_learned(job: dict) -> dict:
              "seed": meta_seed_of(job["seed"], job["meta_seed"]), "log_every": 10,
              "lr_decay": prof["lr_decay"]}
     method = Method(cfg, family, seed=train["seed"])
-    out = Path(job["out"])
     key = f"{job['source']}-{job['method'].replace('+', '-plus-')}-seed{job['meta_seed']}"
-    log_path = out / "logs" / f"{key}.jsonl"
-    log_path.unlink(missing_ok=True)
-    trainer = MetaTrainer(method, family, TrainConfig(**train), log=jsonl_logger(log_path))
-    trainer.train(progress=False)
-    ckpt = checkpoint.save(out / "checkpoints" / f"{key}.safetensors", method, family,
-                           extra={"train": train, "stats": trainer.stats.__dict__})
+    trainer, ckpt = meta_train(method, family, TrainConfig(**train), job["out"], key, resume)
     batches = test_batches(family, prof, job["seed"])
     result = run_fine_tuner(method, batches, prof["steps"], record_steps(prof), job["seed"])
     return {"curves": result, "method_config": cfg.to_dict(), "train": train,
@@ -279,9 +273,11 @@ def run_fixed(job: dict) -> dict:
 KINDS = {"select": run_selection, "learned": run_learned, "fixed": run_fixed}
 
 
-def run_job(job: dict) -> dict:
-    """Run one job of any kind (a plain dict, so a worker process can take it)."""
-    return KINDS[job["kind"]](job)
+def run_job(job: dict, resume: bool = False) -> dict:
+    """Run one job of any kind (a plain dict, so a worker process can take it); ``resume``: a
+    meta-training job continues the checkpoint a killed run left."""
+    kind = KINDS[job["kind"]]
+    return kind(job, resume) if kind is run_learned else kind(job)
 
 
 def run_all(jobs: list[dict], workers: int, progress: bool = False, desc: str = "jobs",

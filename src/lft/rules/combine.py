@@ -44,6 +44,25 @@ class Sum(UpdateRule):
 
 
 
+def _schedule_start(init, steps: int, per_role: bool, n_roles: int) -> list:
+    """``init`` of :class:`Scheduled` checked: ``steps`` positive numbers, or (``per_role``)
+    ``steps`` rows of ``n_roles`` positive numbers; as plain floats."""
+    rows = list(init) if isinstance(init, (list, tuple)) else None
+    nested = rows is not None and bool(rows) and all(isinstance(r, (list, tuple)) for r in rows)
+    try:
+        start = [[float(m) for m in r] for r in rows] if nested else [float(m) for m in rows]
+    except (TypeError, ValueError):
+        start = None
+    flat = [m for r in start for m in r] if nested and start else (start or [])
+    ok = (start is not None and len(start) == steps and all(m > 0 for m in flat)
+          and (not nested or (per_role and all(len(r) == n_roles for r in start))))
+    if not ok:
+        raise ValueError(f"scheduled rule: init must list {steps} positive multipliers (one per "
+                         f"step), or, with per_role, {steps} rows of {n_roles} (one per role); "
+                         f"got {init!r}")
+    return start
+
+
 class Scheduled(UpdateRule):
     """A rule's step times a meta-learned multiplier per step (and per parameter role).
 
@@ -54,8 +73,10 @@ class Scheduled(UpdateRule):
     top of a tuned hand-designed rule. Steps past ``steps`` reuse the last row. ``gain``
     scales how fast meta-training moves the schedule: the meta-optimiser takes steps of about
     its learning rate in ``s``, and a schedule must move by factors of 2, not of 1.003.
-    ``init`` (optional, ``steps`` positive numbers) starts the multipliers there instead of at
-    1, e.g. a decaying schedule chosen on meta-training tasks, for every role.
+    ``init`` (optional) starts the multipliers there instead of at 1: ``steps`` positive
+    numbers (every role alike; e.g. a decaying schedule chosen on meta-training tasks) or
+    ``steps`` rows of one positive number per role (``per_role`` only; e.g. larger steps for
+    the last layer).
     """
 
     kind = "scheduled"
@@ -68,14 +89,12 @@ class Scheduled(UpdateRule):
 
         self.base = rule if isinstance(rule, UpdateRule) else build(rule)
         self.steps, self.per_role, self.gain = int(steps), bool(per_role), float(gain)
-        self.start = None if init is None else [float(m) for m in init]
-        if self.start is not None and (len(self.start) != self.steps
-                                       or not all(m > 0 for m in self.start)):
-            raise ValueError(f"scheduled rule: init must list {self.steps} positive multipliers "
-                             f"(one per step), got {init!r}")
+        self.start = None if init is None else _schedule_start(init, self.steps, self.per_role,
+                                                                N_ROLES)
         log_scale = torch.zeros(self.steps, N_ROLES if self.per_role else 1)
         if self.start is not None:
-            log_scale += torch.log(torch.tensor(self.start))[:, None] / self.gain
+            start = torch.tensor(self.start, dtype=log_scale.dtype)
+            log_scale += torch.log(start if start.dim() == 2 else start[:, None]) / self.gain
         self.log_scale = nn.Parameter(log_scale)
 
     def config(self) -> dict:

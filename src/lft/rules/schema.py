@@ -77,8 +77,10 @@ def _scheduled(o: dict, where: str) -> dict:
         out["per_role"] = v.boolean("per_role", o["per_role"], where)
     if "gain" in o:
         out["gain"] = v.positive("gain", o["gain"], where)
-    if o.get("init") is not None:
-        out["init"] = [v.positive("init multiplier", m, where)
+    if o.get("init") is not None:  # a number per step, or a row of one per role per step
+        out["init"] = [[v.positive("init multiplier", x, where)
+                        for x in v.sequence("init row", m, where=where)]
+                       if isinstance(m, (list, tuple)) else v.positive("init multiplier", m, where)
                        for m in v.sequence("init", o["init"], where=where)]
     return out
 
