@@ -33,18 +33,27 @@ def remeasure_command(config: dict, ref: str) -> str | None:
 
 
 def _figures(reported: dict) -> list[str]:
+    """A table of the per-step figures, then one line per whole-run figure (a step of
+    ``None``, e.g. the steps to 75% ASR)."""
     values = reported["values"]
-    metrics = sorted(values)
-    steps = sorted({int(k) for m in metrics for k in values[m]})
-    lines = ["| step | " + " | ".join(f"{m} (mean ± 95% CI)" for m in metrics) + " |",
-             "|---:|" + "---:|" * len(metrics)]
+    per_step = sorted(m for m in values if all(k.isdigit() for k in values[m]))
+    steps = sorted({int(k) for m in per_step for k in values[m]})
+    lines = []
+    if per_step:
+        lines += ["| step | " + " | ".join(f"{m} (mean ± 95% CI)" for m in per_step) + " |",
+                  "|---:|" + "---:|" * len(per_step)]
     for k in steps:
-        cells = []
-        for m in metrics:
-            mean, ci = values[m].get(str(k), [None, None])
-            cells.append("" if mean is None else f"{mean:.4f} ± {ci or 0:.4f}")
+        cells = [_cell(values[m].get(str(k))) for m in per_step]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
-    return lines
+    whole = [f"- {m}: {_cell(v)}" for m in sorted(set(values) - set(per_step))
+             for v in values[m].values()]
+    return lines + ([""] if lines and whole else []) + whole
+
+
+def _cell(pair: list | None) -> str:
+    if not pair or pair[0] is None:
+        return ""
+    return f"{pair[0]:.4f} ± {pair[1] or 0:.4f}"
 
 
 def model_card(config: dict, folder: str, repo_id: str | None = None) -> str:
