@@ -222,3 +222,45 @@ def test_hub_id_goes_through_huggingface_hub_when_installed(tmp_path, monkeypatc
                        match="cannot fetch the fine-tuner 'someone/missing'.*Not Found") as e:
         FineTuner.from_pretrained("someone/missing")
     assert "\n" not in str(e.value)
+
+
+def curves(method, family):
+    out = lft.evaluate(method, family, n_tasks=4, steps=3, seed=1, progress=False)
+    return {k: c.values for k, c in out.items()}
+
+
+@pytest.mark.parametrize("name", ["sine-fo-lft", "sine-zo-lft"])
+def test_a_method_for_any_family_from_any_form_of_fine_tuner(name, tmp_path):
+    """``fine_tuner_method`` / ``method_for`` fine-tune a family the rule never saw (a smaller
+    sine MLP) exactly as the checkpoint's own method does (what ``lft evaluate`` runs)."""
+    from lft.finetuner import fine_tuner_method
+    from lft.tasks import SineFamily
+
+    family = SineFamily(hidden=(6,))
+    reference, _, _ = checkpoint.load(lft.pretrained.path(name))
+    want = curves(reference, family)
+    ft = FineTuner.load(name)
+    out = ft.save_pretrained(tmp_path / name)
+    for source in (name, lft.pretrained.path(name), out, ft, FineTuner.from_pretrained(out)):
+        method = fine_tuner_method(source, family)
+        assert method.config.oracle == ft.oracle
+        got = curves(method, family)
+        assert all(torch.equal(got[k], want[k]) for k in want), source
+    assert all(torch.equal(v, want[k]) for k, v in curves(ft.method_for(family), family).items())
+
+
+def test_fine_tuner_method_keeps_a_learned_initialisation_and_refuses_other_shapes(tmp_path):
+    from lft.finetuner import fine_tuner_method
+    from lft.meta import Method, preset
+    from lft.tasks import SineFamily
+
+    family = SineFamily(hidden=(4,))
+    maml = Method(preset("maml"), family, seed=3)
+    path = checkpoint.save(tmp_path / "maml.safetensors", maml, family)
+    method = fine_tuner_method(path, family)
+    assert torch.equal(method.init.theta0, maml.init.theta0)
+    with pytest.raises(checkpoint.CheckpointError,
+                       match="MAML fine-tuner meta-trained on sine tasks, which does not fit "
+                             "my 8-unit sines.*learned initialisation fits only") as e:
+        fine_tuner_method(path, SineFamily(hidden=(8,)), target="my 8-unit sines")
+    assert "\n" not in str(e.value)
