@@ -38,7 +38,7 @@ from lft.tasks.base import TaskFamily
 class FineTuner:
     """A meta-trained update rule with the oracle it was meta-trained with.
 
-    Build one with :meth:`load`. Attributes: ``name``, ``rule`` (the
+    Build one with :meth:`load` or :meth:`from_pretrained`. Attributes: ``name``, ``rule`` (the
     :class:`~lft.rules.UpdateRule`, frozen), ``oracle`` (configuration), ``method`` and
     ``family`` (the configurations it was meta-trained with) and ``info`` (description,
     command, reported figures of a packaged fine-tuner).
