@@ -25,7 +25,7 @@ OUT = Path(__file__).resolve().parent / "api.md"
 MODULES = ("lft", "lft.rules", "lft.oracles", "lft.tasks", "lft.models", "lft.meta",
            "lft.finetuner", "lft.optim", "lft.checkpoint", "lft.resume",
            "lft.meta.distributed", "lft.data", "lft.attacks", "lft.rivals.art",
-           "lft.analysis", "lft.pretrained", "lft.validation", "lft.safefiles", "lft.perf",
+           "lft.analysis", "lft.pretrained", "lft.pretrained.folder", "lft.validation", "lft.safefiles", "lft.perf",
            "lft.reporting")
 
 

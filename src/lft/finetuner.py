@@ -9,6 +9,11 @@
     state = ft.init(params)                       # torch.func users: dicts of tensors
     params, state = ft.update(grads, state, params)
 
+    ft.save_pretrained("my-fine-tuner")           # a Hugging-Face-Hub-compatible folder
+    ft = lft.FineTuner.from_pretrained("my-fine-tuner")   # or a hub id "owner/name"
+
+    method = ft.method_for(family)                # a lft.meta.Method, for lft.meta.evaluate
+
 Only the update rule ``m_phi`` travels: a learned initialisation in the checkpoint (MAML,
 ``lft+init``) belongs to the model it was meta-trained with and is not used here.
 """
@@ -21,16 +26,19 @@ from pathlib import Path
 import torch
 
 from lft import checkpoint, pretrained, validation
+from lft.meta.learners import Method, MethodConfig
 from lft.models.roles import roles_from_names
 from lft.optim import LearnedOptimizer, rule_like
 from lft.oracles import is_zeroth_order
+from lft.pretrained import folder
 from lft.rules.base import State, UpdateRule
+from lft.tasks.base import TaskFamily
 
 
 class FineTuner:
     """A meta-trained update rule with the oracle it was meta-trained with.
 
-    Build one with :meth:`load`. Attributes: ``name``, ``rule`` (the
+    Build one with :meth:`load` or :meth:`from_pretrained`. Attributes: ``name``, ``rule`` (the
     :class:`~lft.rules.UpdateRule`, frozen), ``oracle`` (configuration), ``method`` and
     ``family`` (the configurations it was meta-trained with) and ``info`` (description,
     command, reported figures of a packaged fine-tuner).
@@ -47,7 +55,10 @@ class FineTuner:
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> FineTuner:
-        """A packaged fine-tuner by name (see :meth:`list`) or any ``lft train`` checkpoint."""
+        """A packaged fine-tuner by name (see :meth:`list`), any ``lft train`` checkpoint, or a
+        folder written by :meth:`save_pretrained`."""
+        if Path(name_or_path).is_dir() or str(name_or_path).startswith(folder.HUB_PREFIX):
+            return cls.from_pretrained(name_or_path)
         path = pretrained.resolve(name_or_path)
         _, meta = checkpoint.read(path)
         method = meta["method"]
@@ -60,6 +71,58 @@ class FineTuner:
         rule = checkpoint.load_rule(path)
         return cls(rule, method.get("oracle", {"type": "fo"}), Path(path).stem, method,
                    meta["family"], meta["extra"].get("pretrained"))
+
+    @classmethod
+    def from_pretrained(cls, folder_or_hub_id: str | Path, revision: str | None = None,
+                        cache_dir: str | Path | None = None,
+                        local_files_only: bool = False) -> FineTuner:
+        """A fine-tuner from a folder written by :meth:`save_pretrained`, or from the Hugging
+        Face Hub by id (``"owner/name"``).
+
+        Hub ids need ``pip install lft[hub]`` (``huggingface_hub``) to download; ``revision``
+        (branch, tag or commit), ``cache_dir`` and ``local_files_only`` are passed to it, and
+        ``HF_HUB_OFFLINE=1`` keeps it offline. Without it, a copy already in the Hugging Face
+        cache is used. Local folders need nothing extra; loading never executes code.
+        """
+        where = folder.locate(folder_or_hub_id, revision, cache_dir, local_files_only)
+        weights, config = folder.read(where)
+        ft = cls.load(weights)
+        ft.name, ft.info = config.get("name", ft.name), config.get("info") or {}
+        return ft
+
+    def save_pretrained(self, directory: str | Path, overwrite: bool = False,
+                        repo_id: str | None = None) -> Path:
+        """Write this fine-tuner as a Hugging-Face-Hub-compatible folder; returns it.
+
+        The folder holds ``config.json`` (name, method, task family, ``info``: no machine
+        paths), ``model.safetensors`` (the rule's tensors, an lft checkpoint) and ``README.md``
+        (a model card with the reported figures and the command that re-measures them), each
+        written atomically. Upload it with ``huggingface-cli upload owner/name DIRECTORY``.
+
+        Args:
+            directory: a new or empty folder, or one written before by this method.
+            overwrite: write into a non-empty folder that is not an lft pretrained folder.
+            repo_id: the hub id (``owner/name``) the model card's usage lines name.
+        """
+        method = {**(self.method or MethodConfig(name=self.name).to_dict()),
+                  "rule": self.rule.config(), "oracle": self.oracle}
+        return folder.write(directory, self.rule.state_dict(), self.name, method, self.family,
+                            self.info, overwrite=overwrite, repo_id=repo_id)
+
+    def method_for(self, family: TaskFamily, seed: int = 0) -> Method:
+        """A :class:`~lft.meta.Method` that fine-tunes ``family``'s tasks with this rule and
+        oracle, e.g. for :func:`lft.meta.evaluate` on your own task family.
+
+        The rule acts per coordinate, so it fits any family; only the rule travels (a learned
+        initialisation is not kept by a fine-tuner: use :func:`fine_tuner_method` with the
+        checkpoint for that).
+        """
+        base = self.method or MethodConfig(name=self.name).to_dict()
+        cfg = MethodConfig.from_dict({**base, "rule": self.rule.config(),
+                                      "oracle": self.oracle, "learn_init": False})
+        method = Method(cfg, family, seed=seed)
+        method.rule.load_state_dict(self.rule.state_dict(), strict=True)
+        return method
 
     @staticmethod
     def list() -> dict[str, str]:
@@ -122,4 +185,30 @@ class FineTuner:
         return f"FineTuner({self.name!r}, {kind}, rule={self.rule.config()['type']})"
 
 
-__all__ = ["FineTuner"]
+def fine_tuner_method(fine_tuner: FineTuner | str | Path, family: TaskFamily, seed: int = 0,
+                      target: str | None = None) -> Method:
+    """A :class:`~lft.meta.Method` that fine-tunes ``family``'s tasks with a meta-trained
+    fine-tuner: a :class:`FineTuner`, a packaged name (``images-fo-lft``), an ``lft train``
+    checkpoint, a :meth:`FineTuner.save_pretrained` folder or ``hf://owner/name``.
+
+    From a file, every meta-learned tensor is loaded, a learned initialisation (MAML,
+    ``lft+init``) included: it fits only tasks of its own shape, and any other ``family`` is
+    refused in one line naming the fine-tuner and ``target`` (default: the family's name). A
+    learned rule acts per coordinate and fits any family.
+    """
+    if isinstance(fine_tuner, FineTuner):
+        return fine_tuner.method_for(family, seed)
+    source = pretrained.resolve(fine_tuner)
+    tensors, meta = checkpoint.read(source)
+    cfg = MethodConfig.from_dict(meta["method"])
+    method = Method(cfg, family, seed=seed)
+    trained_on = meta["family"].get("task", "?")
+    checkpoint.load_weights(method, tensors, source,
+                            f"a {cfg.label} fine-tuner meta-trained on {trained_on} tasks",
+                            target or f"{family.name} tasks",
+                            fix="a learned initialisation fits only its own task shape: pass "
+                                "an lft/l2o fine-tuner (its rule fits any shape) or a rule")
+    return method
+
+
+__all__ = ["FineTuner", "fine_tuner_method"]

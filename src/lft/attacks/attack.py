@@ -69,21 +69,16 @@ def fine_tuner_method(fine_tuner: str | Path, shape: tuple[int, ...], seed: int 
     :func:`universal_perturbation`; and a one-line description of it.
 
     A learned rule acts per coordinate, so it fits any image shape; a learned initialisation
-    (MAML) fits only its own and is refused with the reason.
+    (MAML) fits only its own and is refused with the reason. The UAP case of
+    :func:`lft.finetuner.fine_tuner_method`, which builds methods for any task family.
     """
     from lft import checkpoint, pretrained
-    from lft.meta.learners import MethodConfig
+    from lft.finetuner import fine_tuner_method as general
 
-    source = pretrained.resolve(fine_tuner)
-    tensors, meta = checkpoint.read(source)
-    cfg = MethodConfig.from_dict(meta["method"])
-    method = Method(cfg, FixedShape(Perturbation(None, tuple(shape))), seed=seed)
-    trained_on = meta["family"].get("task", "?")
-    checkpoint.load_weights(method, tensors, source,
-                            f"a {cfg.label} fine-tuner meta-trained on {trained_on} tasks",
-                            f"perturbations of shape {tuple(shape)}",
-                            fix="a learned initialisation fits only its own task shape: pass "
-                                "an lft/l2o fine-tuner (its rule fits any shape) or a rule")
+    method = general(fine_tuner, FixedShape(Perturbation(None, tuple(shape))), seed=seed,
+                     target=f"perturbations of shape {tuple(shape)}")
+    cfg = method.config
+    trained_on = checkpoint.read(pretrained.resolve(fine_tuner))[1]["family"].get("task", "?")
     return method, f"{cfg.label} from {fine_tuner} (meta-trained on {trained_on} tasks)"
 
 

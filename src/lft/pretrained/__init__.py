@@ -6,6 +6,9 @@ meta-learned tensors, the method and task-family configuration in the JSON heade
 source checkpoint, and the figures its reproduction reported (so ``lft evaluate NAME`` can
 re-measure and compare them). ``pyproject.toml`` ships every ``*.safetensors`` file here.
 
+A fine-tuner also travels as a Hugging-Face-Hub-compatible folder
+(``FineTuner.save_pretrained`` / ``from_pretrained``, :mod:`lft.pretrained.folder`).
+
 To add one (e.g. the classification or UAP fine-tuners), run one command and nothing else::
 
     python -m lft.pretrained add results/ARTEFACT/checkpoints/fo-lft.safetensors NAME \\
@@ -53,16 +56,22 @@ def catalogue() -> dict[str, str]:
 
 
 def resolve(name_or_path: str | Path) -> Path:
-    """A checkpoint path from a packaged name or a path.
+    """A checkpoint path from a packaged name, a path, a pretrained folder or a hub id.
 
-    An existing file wins; otherwise a packaged name; otherwise anything that looks like a path
-    is returned unchanged (so the checkpoint reader reports the missing file) and anything
-    else is an unknown name, reported with the list of available ones.
+    An existing file wins; a folder written by ``FineTuner.save_pretrained`` gives its
+    ``model.safetensors`` and ``hf://owner/name`` that of the hub fine-tuner
+    (:func:`lft.pretrained.folder.locate`); otherwise a packaged name; otherwise anything that
+    looks like a path is returned unchanged (so the checkpoint reader reports the missing file)
+    and anything else is an unknown name, reported with the list of available ones.
     """
+    from lft.pretrained import folder
+
     candidate = Path(name_or_path)
     if candidate.is_file():
         return candidate
     text = str(name_or_path)
+    if candidate.is_dir() or text.startswith(folder.HUB_PREFIX):
+        return folder.read(folder.locate(text))[0]
     if text in names():
         return path(text)
     if "/" in text or "\\" in text or candidate.suffix:
