@@ -178,7 +178,7 @@ def cmd_attack(a) -> int:
     lam, eps, norm = _loss_settings(a)
     if a.source is not None:
         from lft.cli.attack_source import cmd_attack_source
-        return cmd_attack_source(a, lam, eps, norm)
+        return cmd_attack_source(a, lam, eps, norm, _method)
     a.steps = a.steps or 200
     out = Path(a.out)
     if out.exists() and not out.is_dir():

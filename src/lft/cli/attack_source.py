@@ -16,11 +16,13 @@ from lft.cli.common import UserError
 IMAGES_ONLY = ("classes", "eval_dir", "black_box")
 
 
-def cmd_attack_source(a, lam: float, eps: float | None, norm: str) -> int:
-    """Evaluate ``--tasks`` UAP tasks of ``--source`` against ``--victim``; save the deltas."""
+def cmd_attack_source(a, lam: float, eps: float | None, norm: str, make_method) -> int:
+    """Evaluate ``--tasks`` UAP tasks of ``--source`` against ``--victim``; save the deltas.
+
+    ``make_method(a, perturbation)`` builds the fine-tuning method from the options, as the
+    single attack does (``--fine-tuner`` or ``--rule``)."""
     from lft.attacks.attack import load_attack_victim
     from lft.attacks.tasks import attack_tasks, save_deltas
-    from lft.cli.attack import _method
     from lft.perf import configure_threads
     from lft.reporting import write_json
     from lft.tasks.uap import Perturbation, UAPFamily
@@ -39,7 +41,7 @@ def cmd_attack_source(a, lam: float, eps: float | None, norm: str) -> int:
     family = UAPFamily(source=a.source, victim=victim, lam=lam, ways=a.ways, shots=a.shots,
                        queries=a.queries, init_scale=a.init_scale, part="meta-test",
                        data_dir=None, eps=eps, norm=norm)
-    method, how = _method(a, Perturbation(victim, family.model.shape))
+    method, how = make_method(a, Perturbation(victim, family.model.shape))
     budget = "no budget" if eps is None else f"budget ||delta||_{norm} <= {eps:g}"
     print(f"victim {victim.name}; {a.tasks} tasks of {family.name} ({a.ways} classes, "
           f"{a.shots} fine-tuning and {a.queries} held-out images per class, all classified "
