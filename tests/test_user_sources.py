@@ -184,7 +184,7 @@ def test_uap_family_refuses_a_victim_of_other_images(tmp_path, idx_dir):
 
 @pytest.mark.parametrize("argv, message", [
     (["evaluate", "images-fo-lft", "--task", "classification", "--source", "{missing}"],
-     "no such file or folder"),
+     "unknown image source"),
     (["evaluate", "images-fo-lft", "--task", "classification", "--source", "{idx}",
       "--model", "conv4"], "model conv4 does not fit images of shape 1x12x12"),
     (["evaluate", "images-fo-lft", "--task", "classification", "--source", "{idx}",

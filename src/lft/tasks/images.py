@@ -69,6 +69,11 @@ def image_source(source, data_dir: str | None = None, where: str = "image family
         raise ValueError(f"{where}: source must be {' or '.join(map(repr, SOURCES))}, the path "
                          f"of an image source, or (train, test) ImageSplits; got {source!r}")
     path = Path(source)
+    if not path.exists():
+        raise ValueError(f"{where}: unknown image source {str(source)!r}: neither "
+                         f"{' nor '.join(SOURCES)} nor an existing file or folder; fix: pass a "
+                         "named source or the path of your own images (an IDX folder, an image "
+                         "tree train/ + test/, CIFAR-style batches or a tarball of one)")
     return load_user_source(path), str(source), path.name.split(".")[0] or "images"
 
 
