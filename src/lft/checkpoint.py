@@ -92,16 +92,20 @@ def read_training_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     return {k[n:]: v for k, v in tensors.items() if k.startswith(TRAINER_PREFIX)}, meta
 
 
-def load(path: str | Path, data_dir: str | None = None) -> tuple[Method, TaskFamily, dict]:
+def load(path: str | Path, data_dir: str | None = None,
+         family: TaskFamily | None = None) -> tuple[Method, TaskFamily, dict]:
     """Rebuild the method and its task family from a checkpoint; returns ``extra`` too.
 
     ``data_dir`` (optional) replaces the image folder the family was saved with (that of the
-    machine that meta-trained it).
+    machine that meta-trained it). ``family`` (optional) is the family to build the method for
+    instead of the checkpoint's own, which is then not rebuilt (its data need not be present):
+    a coordinate-wise rule fits any family, a learned initialisation only its own shape.
     """
     tensors, meta = read(path)
-    family_config = meta["family"] if data_dir is None else with_data_dir(meta["family"],
-                                                                          data_dir)
-    family = build_family(family_config)
+    if family is None:
+        family_config = meta["family"] if data_dir is None else with_data_dir(meta["family"],
+                                                                              data_dir)
+        family = build_family(family_config)
     method = Method(MethodConfig.from_dict(meta["method"]), family)
     label = f"method {describe_rule(method.rule.config())} on {family.name}"
     load_weights(method, tensors, path, label, label,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lft.cli.common import UserError
 from lft.tasks.victims import SOURCES
 from lft.validation import non_negative_arg, positive_arg
 
@@ -20,7 +21,12 @@ def register(sub) -> None:
     v = sub.add_parser("victims", help="victim classifiers (LeNet-5) for adversarial attacks")
     vsub = v.add_subparsers(dest="victims_action", required=True)
     t = vsub.add_parser("train", help="train (or reuse) the LeNet-5 victim of an image source")
-    t.add_argument("source", choices=SOURCES)
+    t.add_argument("name", nargs="?", choices=SOURCES, metavar="{" + ",".join(SOURCES) + "}",
+                   help="a named image source (or --source PATH)")
+    t.add_argument("--source", default=None, metavar="PATH",
+                   help="your own image source: an IDX folder like MNIST's, an image tree "
+                        "train/<class>/*.png + test/..., CIFAR-style batches, or a .tar.gz of "
+                        "one (needs --out)")
     t.add_argument("--data-dir", default=None,
                    help="image data folder (default $LFT_DATA_DIR, else the user cache folder)")
     t.add_argument("--epochs", type=positive_arg(int), default=None,
@@ -42,9 +48,22 @@ def register(sub) -> None:
     a.add_argument("--victim", required=True,
                    help="a victim file from 'lft victims train', or module:function (or "
                         "file.py:function) mapping images (N,C,H,W) in [0,1] to logits (N,K)")
-    a.add_argument("--images", required=True,
+    a.add_argument("--images", default=None,
                    help="folder <class>/*.png|jpg of the images to fine-tune the perturbation "
                         "on; a class folder is a class index or a class name of the victim")
+    a.add_argument("--source", default=None, metavar="PATH",
+                   help="instead of --images: evaluate --tasks few-shot UAP tasks on this image "
+                        "source (IDX folder, image tree, CIFAR-style batches, tarball; only "
+                        "images the victim classifies correctly), one perturbation per task")
+    a.add_argument("--tasks", type=positive_arg(int), default=100,
+                   help="with --source: the number of tasks (default 100)")
+    a.add_argument("--ways", type=positive_arg(int), default=2,
+                   help="with --source: classes per task (default 2)")
+    a.add_argument("--shots", type=positive_arg(int), default=5,
+                   help="with --source: fine-tuning images per class (default 5)")
+    a.add_argument("--queries", type=positive_arg(int), default=10,
+                   help="with --source: held-out images per class (default 10, and as many "
+                        "validation images)")
     a.add_argument("--classes", default=None,
                    help="comma-separated class names in the victim's label order, for class "
                         "folders named by class (a module:function victim knows none)")
@@ -58,14 +77,17 @@ def register(sub) -> None:
                    help="a hand-designed rule instead of a fine-tuner")
     a.add_argument("--lr", type=positive_arg(float), default=0.01,
                    help="step size of --rule (default 0.01)")
-    a.add_argument("--steps", type=positive_arg(int), default=200)
-    a.add_argument("--lam", type=non_negative_arg, default=0.01,
-                   help="weight of ||delta||_2^2 in the loss (default 0.01)")
+    a.add_argument("--steps", type=positive_arg(int), default=None,
+                   help="fine-tuning steps (default 200; with --source 20)")
+    a.add_argument("--lam", type=non_negative_arg, default=None,
+                   help="weight of ||delta||_2^2 in the loss (default: the lam the fine-tuner "
+                        "was meta-trained at, 0.001 for uap-fo-lft; else 0.01)")
     a.add_argument("--init-scale", type=non_negative_arg, default=0.05,
                    help="random start U(-s, s) per pixel (default 0.05)")
     a.add_argument("--eps", type=positive_arg(float), default=None,
                    help="perturbation budget: keep ||delta|| <= EPS (the start and every step "
-                        "are projected onto the ball; default: no budget; --lam 0 is allowed)")
+                        "are projected onto the ball; default: the fine-tuner's own budget, "
+                        "else none; --lam 0 is allowed)")
     a.add_argument("--norm", choices=("2", "inf"), default=None,
                    help="the budget's norm: 2 (||delta||_2 over all C*H*W pixels, as IBM ART "
                         "defines it; the default) or inf (|delta_i| <= EPS); needs --eps")
@@ -83,7 +105,9 @@ def register(sub) -> None:
     a.add_argument("--mu", type=positive_arg(float), default=0.005,
                    help="black box: finite-difference radius")
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--out", default="attack", help="output folder (default ./attack)")
+    a.add_argument("--out", default="attack",
+                   help="output folder (default ./attack); with --source a .safetensors file "
+                        "of the perturbations, or a folder for deltas.safetensors")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(handler=cmd_attack)
 
@@ -92,16 +116,22 @@ def cmd_victims_train(a) -> int:
     """Train (or reuse) a victim and print its clean test accuracy and file."""
     from dataclasses import replace
 
-    from lft.tasks.victims import QUICK_SETTINGS, SETTINGS, train_or_reuse
+    from lft.tasks.victims import settings_for, train_or_reuse
 
-    settings = (QUICK_SETTINGS if a.quick else SETTINGS)[a.source]
+    if (a.name is None) == (a.source is None):
+        raise UserError("choose the images: a named source (mnist, cifar10) or --source PATH")
+    if a.source is not None and a.out is None:
+        raise UserError(f"a victim of --source {a.source} needs a file name; fix: add --out "
+                        "V.safetensors")
+    source = a.name or a.source
+    settings = settings_for(source, a.quick)
     settings = replace(settings, seed=a.seed, epochs=a.epochs or settings.epochs)
-    victim, reused = train_or_reuse(a.source, a.data_dir, settings, quick=a.quick, path=a.out,
+    victim, reused = train_or_reuse(source, a.data_dir, settings, quick=a.quick, path=a.out,
                                     force=a.force, progress=not a.quiet)
     r = victim.record
     how = "reused" if reused else f"trained in {r['train_time_s']:.0f}s"
     print(f"{victim.name}: clean test accuracy {r['clean_test_accuracy']:.2%} on "
-          f"{r['data']['test_images']} {a.source} test images ({how}, "
+          f"{r['data']['test_images']} {source} test images ({how}, "
           f"{r['settings']['epochs']} epochs, seed {r['settings']['seed']})")
     print(f"victim: {victim.path}")
     return 0
@@ -142,6 +172,14 @@ def cmd_attack(a) -> int:
     from lft.reporting import write_json
     from lft.tasks.uap import Perturbation
 
+    if (a.images is None) == (a.source is None):
+        raise UserError("choose the images: --images FOLDER (one perturbation) or --source "
+                        "PATH (--tasks few-shot tasks, one perturbation each)")
+    lam, eps, norm = _loss_settings(a)
+    if a.source is not None:
+        from lft.cli.attack_source import cmd_attack_source
+        return cmd_attack_source(a, lam, eps, norm, _method)
+    a.steps = a.steps or 200
     out = Path(a.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; pass a folder for delta.npy, delta.png and "
@@ -151,10 +189,6 @@ def cmd_attack(a) -> int:
         if not all(names) or len(set(names)) != len(names):
             raise ValueError(f"--classes must be distinct comma-separated class names in the "
                              f"victim's label order, got {a.classes!r}")
-    if a.norm is not None and a.eps is None:
-        raise ValueError(f"--norm {a.norm} sets the shape of a perturbation budget; fix: pass "
-                         "--eps RADIUS as well")
-    norm = a.norm or "2"
     # batches of a few images: more intra-op threads only add synchronisation (200 steps
     # took 22 s with 2 threads against 2.4 s with 1 on a busy 2-core machine)
     configure_threads(small=True)
@@ -174,9 +208,9 @@ def cmd_attack(a) -> int:
     estimator = "gaussian, antithetic" if oracle is None else a.estimator or "history"
     mode = (f"black box (zeroth-order, {estimator}, {evals} loss evaluations per step)"
             if a.black_box else "white box (exact gradients)")
-    budget = "no budget" if a.eps is None else f"budget ||delta||_{norm} <= {a.eps:g}"
+    budget = "no budget" if eps is None else f"budget ||delta||_{norm} <= {eps:g}"
     print(f"victim {victim.name}; {len(y)} images of shape {tuple(x.shape[1:])}, classes "
-          f"{sorted(set(y.tolist()))}; fine-tuner {how}; {mode}; lambda {a.lam:g}; {budget}")
+          f"{sorted(set(y.tolist()))}; fine-tuner {how}; {mode}; lambda {lam:g}; {budget}")
     every = max(1, a.steps // 10)
 
     def show(k, m):
@@ -184,10 +218,10 @@ def cmd_attack(a) -> int:
             print(f"  step {k:>4}: ASR {m['asr']:.2f}  distortion {m['distortion']:.4f}  "
                   f"loss {m['loss']:.4f}")
 
-    r = universal_perturbation(victim, x, y, method, steps=a.steps, lam=a.lam,
+    r = universal_perturbation(victim, x, y, method, steps=a.steps, lam=lam,
                                black_box=a.black_box, q=a.q, mu=a.mu,
                                init_scale=a.init_scale, seed=a.seed, x_eval=x_eval,
-                               y_eval=y_eval, callback=show, eps=a.eps, norm=norm,
+                               y_eval=y_eval, callback=show, eps=eps, norm=norm,
                                oracle=oracle)
     steps75 = "never" if r.steps_to_75 is None else f"step {r.steps_to_75:.0f}"
     print(f"attack images: ASR {r.asr[-1]:.2%} (clean {r.clean_asr:.2%}); 75% ASR first at "
@@ -204,17 +238,33 @@ def cmd_attack(a) -> int:
     npy, png = save_perturbation(r.delta, a.out)
     report = {"victim": a.victim, "images": a.images, "eval_dir": a.eval_dir,
               "fine_tuner": how, "black_box": a.black_box, "q": a.q, "mu": a.mu,
-              "lam": a.lam, "steps": a.steps, "seed": a.seed, "asr": r.asr,
+              "lam": lam, "steps": a.steps, "seed": a.seed, "asr": r.asr,
               "distortion": r.distortion, "loss": r.loss, "l2": r.l2,
               "clean_asr": r.clean_asr, "eval_asr": r.eval_asr,
               "eval_clean_asr": r.eval_clean_asr, "eval_images": r.eval_images,
               "steps_to_75": r.steps_to_75, "queries": r.queries,
               "loss_evaluations": r.loss_evaluations, "oracle": oracle,
-              "victim_calls": r.victim_calls, "wall_time_s": r.wall_time_s, "eps": a.eps,
-              "norm": None if a.eps is None else norm}
+              "victim_calls": r.victim_calls, "wall_time_s": r.wall_time_s, "eps": eps,
+              "norm": None if eps is None else norm}
     write_json(Path(a.out) / "attack.json", report)
     print(f"wrote {npy}, {png}, {Path(a.out) / 'attack.json'}")
     return 0
+
+
+def _loss_settings(a) -> tuple[float, float | None, str]:
+    """``(lam, eps, norm)`` of the attack loss: the options given, else the fine-tuner's own
+    meta-training settings (a fine-tuner works best on the loss it was trained on), else lam
+    0.01 and no budget."""
+    from lft.attacks.tasks import DEFAULT_LAM, trained_settings
+
+    if a.norm is not None and a.eps is None:
+        raise ValueError(f"--norm {a.norm} sets the shape of a perturbation budget; fix: pass "
+                         "--eps RADIUS as well")
+    trained = trained_settings(a.fine_tuner) if a.fine_tuner else {}
+    lam = a.lam if a.lam is not None else trained.get("lam", DEFAULT_LAM)
+    if a.eps is not None:
+        return lam, a.eps, a.norm or "2"
+    return lam, trained.get("eps"), trained.get("norm", "2")
 
 
 def _oracle(a) -> dict | None:

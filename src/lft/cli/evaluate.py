@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lft.cli.common import UserError, add_threads
+from lft.cli.common import UserError, add_source, add_threads, source_family
 from lft.oracles import queries_per_step
-from lft.tasks.presets import TASKS
+from lft.tasks.presets import SOURCE_TASKS, TASKS
 from lft.validation import positive_arg
 
 
@@ -18,9 +18,11 @@ def register(sub) -> None:
     e.add_argument("--tasks", type=positive_arg(int), default=500)
     e.add_argument("--steps", type=positive_arg(int), default=20)
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--task", default=None, choices=TASKS,
+    e.add_argument("--task", default=None, choices=TASKS + SOURCE_TASKS,
                    help="test on this named family instead of the checkpoint's own (e.g. a "
-                        "fine-tuner meta-trained on the mix, tested on cifar10)")
+                        "fine-tuner meta-trained on the mix, tested on cifar10); "
+                        "classification: on your own images (--source PATH --model M)")
+    add_source(e, shots=True)
     e.add_argument("--data-dir", default=None,
                    help="image data folder (default: the checkpoint's, else $LFT_DATA_DIR)")
     e.add_argument("--chunk", type=positive_arg(int), default=None,
@@ -54,9 +56,12 @@ def cmd_evaluate(a) -> int:
 
     if a.json and Path(a.json).is_dir():
         raise UserError(f"--json {a.json} is a folder; pass a file name such as rows.json")
-    method, family, extra = checkpoint.load(pretrained.resolve(a.checkpoint), a.data_dir)
-    method_family_config = family.config()
-    if a.task:
+    own = source_family(a) if (a.task == "classification" or a.source is not None
+                                or a.model is not None) else None
+    path = pretrained.resolve(a.checkpoint)
+    method, family, extra = checkpoint.load(path, a.data_dir, family=own)
+    method_family_config = family.config() if own is None else checkpoint.read(path)[1]["family"]
+    if a.task and own is None:
         from lft.tasks import build_family, family_config
 
         uap = _uap_settings(family.config()) if a.task.startswith("uap-") else {}
@@ -72,7 +77,9 @@ def cmd_evaluate(a) -> int:
     print(f"{'step':>5}  {'mean':>10}  {'ci95':>8}")
     for k in range(len(mean)):
         print(f"{k:>5}  {float(mean[k]):>10.4f}  {float(ci[k]):>8.4f}")
-    for line in pretrained.comparison(extra, c.metric, mean, ci, a.tasks, a.steps, a.seed):
+    reported = [] if own is not None else pretrained.comparison(extra, c.metric, mean, ci,
+                                                                a.tasks, a.steps, a.seed)
+    for line in reported:  # the figures a packaged fine-tuner reported on its own tasks
         print(line)
     if a.json:  # the shared results.json schema, so `python -m lft.pretrained add` reads it
         rows = []

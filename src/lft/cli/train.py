@@ -6,20 +6,22 @@ import os
 import sys
 from pathlib import Path
 
-from lft.cli.common import UserError, add_threads
+from lft.cli.common import UserError, add_source, add_threads, source_family
 from lft.meta.learners import METHODS
 from lft.oracles import ESTIMATORS, at_budget
-from lft.tasks.presets import TASKS
+from lft.tasks.presets import SOURCE_TASKS, TASKS
 from lft.validation import positive_arg
 
 
 def register(sub) -> None:
     """Add ``train`` to the ``lft`` sub-command parsers."""
     t = sub.add_parser("train", help="meta-train a method on a task family")
-    t.add_argument("--task", default="sine", choices=TASKS,
+    t.add_argument("--task", default="sine", choices=TASKS + SOURCE_TASKS,
                    help="task family: sine (no data), mnist (MLP), cifar10 (Conv-4) or "
                         "mnist+cifar10 (incongruous mix); 2-way 5-shot for images; uap-SOURCE: "
-                        "universal perturbations against the LeNet-5 victim (Table 1)")
+                        "universal perturbations against the LeNet-5 victim (Table 1); "
+                        "classification: your own images (--source PATH --model M)")
+    add_source(t)
     t.add_argument("--data-dir", default=None,
                    help="image data folder (default $LFT_DATA_DIR, else the user cache folder)")
     t.add_argument("--method", default="lft", choices=[m for m in METHODS
@@ -87,7 +89,7 @@ def cmd_train(a) -> int:
     from lft.tasks import named_family
     from lft.tasks.presets import RULE_DEFAULTS
 
-    family = named_family(a.task, a.data_dir)
+    family = source_family(a) or named_family(a.task, a.data_dir)
     name = "lft+init" if (a.method == "lft" and a.learn_init) else a.method
     overrides = {}
     if a.horizon:

@@ -10,7 +10,9 @@ Layout of the data folder (``data_dir`` argument, else ``$LFT_DATA_DIR``, else
 ``lft data download NAME`` (the one command for it) fetches the official files
 and checks their SHA-256; offline, copy them there. :func:`load_source` returns
 ``{"train": ImageSplit, "test": ImageSplit}`` and caches the decoded arrays as ``.npy`` files;
-:func:`load_idx_pair`, :func:`load_image_folder` and :func:`load_image_tree` read user data.
+:func:`load_idx_pair`, :func:`load_image_folder` and :func:`load_image_tree` read user data, and
+:func:`load_user_source` a whole user source (IDX folder, image tree, CIFAR-style batches or a
+tarball of one) as the same two splits.
 Every problem raises :class:`DataError` (a ``ValueError``) with a one-line message naming the
 file and the fix; pickled CIFAR batches are read with a restricted unpickler that runs no code.
 
@@ -42,11 +44,13 @@ from lft.data.sources import (
     resolve_data_dir,
     user_cache_dir,
 )
+from lft.data.user import check_source, load_user_source
 
 __all__ = [
     "META_TRAIN_FRACTION",
     "DataError",
     "ImageSplit",
+    "check_source",
     "class_index",
     "download",
     "draw_per_class",
@@ -55,6 +59,7 @@ __all__ = [
     "load_image_folder",
     "load_image_tree",
     "load_source",
+    "load_user_source",
     "meta_splits",
     "resolve_data_dir",
     "sample_episodes",

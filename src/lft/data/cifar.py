@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -47,6 +48,8 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 BATCH_DIR = "cifar-10-batches-py"
 BATCHES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
 DEFAULT_FIX = "fix: replace it with the official cifar-10-python.tar.gz"
+META = "batches.meta"
+USER_BATCH = re.compile(r"data_batch_[0-9]+")
 
 
 def _latin1(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
@@ -85,15 +88,21 @@ class BatchUnpickler(pickle.Unpickler):
                         f"CIFAR-10 batch never contains; {self.fix}")
 
 
-def load_batch(data: bytes, origin: str, fix: str = DEFAULT_FIX) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``(n, 32, 32, 3)`` uint8 and labels ``(n,)`` int64 of one pickled batch."""
+def _unpickle(data: bytes, origin: str, fix: str):
     try:
-        obj = BatchUnpickler(io.BytesIO(data), origin, fix).load()
+        return BatchUnpickler(io.BytesIO(data), origin, fix).load()
     except DataError:
         raise
     except Exception as e:  # a damaged pickle can fail in many ways
         raise DataError(f"{origin}: not a readable CIFAR-10 batch ({type(e).__name__}: {e}); "
                         f"{fix}") from None
+
+
+def load_batch(data: bytes, origin: str, fix: str = DEFAULT_FIX,
+               n_classes: int = len(CLASSES)) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(n, 32, 32, 3)`` uint8 and labels ``(n,)`` int64 (in ``0..n_classes-1``) of one
+    pickled batch."""
+    obj = _unpickle(data, origin, fix)
 
     def bad(why: str) -> DataError:
         return DataError(f"{origin}: not a CIFAR-10 batch ({why}); {fix}")
@@ -112,51 +121,71 @@ def load_batch(data: bytes, origin: str, fix: str = DEFAULT_FIX) -> tuple[np.nda
             isinstance(labels, np.ndarray) and labels.dtype.kind in "iu"):
         raise bad("'labels' holds something other than ints")
     labels = np.asarray(labels, dtype=np.int64)
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASSES)):
-        raise bad(f"labels outside 0..{len(CLASSES) - 1}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise bad(f"labels outside 0..{n_classes - 1}")
     images = rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # channel-major rows -> HWC
     return np.ascontiguousarray(images), labels
 
 
-def _assemble(files: dict[str, bytes], where: str, fix: str) -> dict[str, tuple]:
+def _assemble(files: dict[str, bytes], where: str, fix: str,
+              any_batches: bool = False) -> dict[str, tuple]:
+    batches, classes = BATCHES, list(CLASSES)
+    if any_batches:  # CIFAR-style: data_batch_1..N, test_batch, class names in batches.meta
+        train = sorted((n for n in files if USER_BATCH.fullmatch(n)), key=lambda n: int(n[11:]))
+        batches = {"train": tuple(train) or ("data_batch_1",), "test": ("test_batch",)}
+        if META in files:
+            meta = _unpickle(files[META], f"{where}: {META}", fix)
+            names = meta.get(b"label_names", meta.get("label_names")) \
+                if isinstance(meta, dict) else None
+            if not isinstance(names, list) or not all(isinstance(c, bytes | str) for c in names):
+                raise DataError(f"{where}: {META} holds no list 'label_names'; {fix}")
+            classes = [c.decode() if isinstance(c, bytes) else c for c in names]
     out = {}
-    for split, names in BATCHES.items():
+    for split, names in batches.items():
         missing = [n for n in names if n not in files]
         if missing:
             raise DataError(f"{where}: missing {', '.join(missing)}; {fix}")
-        parts = [load_batch(files[n], f"{where}: {n}", fix) for n in names]
+        parts = [load_batch(files[n], f"{where}: {n}", fix, len(classes)) for n in names]
         out[split] = (np.concatenate([p[0] for p in parts]),
-                      np.concatenate([p[1] for p in parts]), list(CLASSES))
+                      np.concatenate([p[1] for p in parts]), classes)
     return out
 
 
-def read_batches(path: str | Path, fix: str = DEFAULT_FIX) -> dict[str, tuple]:
+def read_batches(path: str | Path, fix: str = DEFAULT_FIX,
+                 any_batches: bool = False) -> dict[str, tuple]:
     """``{"train"|"test": (images, labels, classes)}`` from ``cifar-10-batches-py/`` or the
-    official ``cifar-10-python.tar.gz``."""
+    official ``cifar-10-python.tar.gz``; with ``any_batches``, from any CIFAR-style folder or
+    tarball (``data_batch_1..N``, ``test_batch``, optional ``batches.meta`` naming the classes,
+    else the ten CIFAR-10 names), a user's own 32x32 RGB data."""
     path = Path(path)
     wanted = {n for names in BATCHES.values() for n in names}
+
+    def is_wanted(name: str) -> bool:
+        return name in wanted or (any_batches and (name == META or bool(USER_BATCH.fullmatch(
+            name))))
+
     files: dict[str, bytes] = {}
     if path.is_dir():
-        for n in sorted(wanted):
+        for n in sorted(p.name for p in path.iterdir() if is_wanted(p.name)):
             if (path / n).is_file():
                 try:
                     files[n] = (path / n).read_bytes()
                 except OSError as e:
                     raise DataError(f"{path / n}: cannot be read ({e.strerror or e}); {fix}"
                                     ) from None
-        return _assemble(files, str(path), fix)
+        return _assemble(files, str(path), fix, any_batches)
     try:
         with tarfile.open(path, mode="r|*") as tar:
             for member in tar:
                 name = PurePosixPath(member.name).name
-                if member.isfile() and name in wanted:
+                if member.isfile() and is_wanted(name):
                     files[name] = tar.extractfile(member).read()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; {fix}") from None
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise DataError(f"{path}: truncated or corrupt archive ({type(e).__name__}: {e}); "
                         f"{fix}") from None
-    return _assemble(files, str(path), fix)
+    return _assemble(files, str(path), fix, any_batches)
 
 
 def read_tree(path: str | Path, fix: str = DEFAULT_FIX) -> dict[str, tuple]:

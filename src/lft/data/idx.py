@@ -34,6 +34,12 @@ def read_bytes(path: str | Path, fix: str = DEFAULT_FIX) -> bytes:
         raise DataError(f"{path}: no such file; {fix}") from None
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e}); {fix}") from None
+    return gunzip(raw, path, fix)
+
+
+def gunzip(raw: bytes, path: str | Path, fix: str = DEFAULT_FIX) -> bytes:
+    """``raw`` gunzipped if it is gzip data (recognised by content), else unchanged."""
+    path = Path(path)
     if raw[:2] == GZIP_MAGIC:
         try:
             return gzip.decompress(raw)
@@ -46,9 +52,14 @@ def read_bytes(path: str | Path, fix: str = DEFAULT_FIX) -> bytes:
 
 def read_idx(path: str | Path, kind: str, fix: str = DEFAULT_FIX) -> np.ndarray:
     """The uint8 array of an IDX file of ``kind`` "images" ``(N, H, W)`` or "labels" ``(N,)``."""
+    return parse_idx(read_bytes(path, fix), path, kind, fix)
+
+
+def parse_idx(raw: bytes, path: object, kind: str, fix: str = DEFAULT_FIX) -> np.ndarray:
+    """:func:`read_idx` of content already read (gunzipped), e.g. a tarball member; ``path``
+    names it in errors."""
     if kind not in MAGIC:
         raise ValueError(f"kind must be one of {sorted(MAGIC)}, got {kind!r}")
-    raw = read_bytes(path, fix)
     want = MAGIC[kind]
     if len(raw) < 4:
         raise DataError(f"{path}: {len(raw)} bytes, too short for an IDX header; {fix}")
@@ -72,8 +83,13 @@ def read_idx(path: str | Path, kind: str, fix: str = DEFAULT_FIX) -> np.ndarray:
 def read_idx_pair(images_path: str | Path, labels_path: str | Path,
                   fix: str = DEFAULT_FIX) -> tuple[np.ndarray, np.ndarray]:
     """Images ``(N, H, W, 1)`` uint8 and labels ``(N,)`` int64 of a matching pair of IDX files."""
-    images = read_idx(images_path, "images", fix)
-    labels = read_idx(labels_path, "labels", fix)
+    return idx_pair(read_idx(images_path, "images", fix), read_idx(labels_path, "labels", fix),
+                    images_path, labels_path, fix)
+
+
+def idx_pair(images: np.ndarray, labels: np.ndarray, images_path: object, labels_path: object,
+             fix: str = DEFAULT_FIX) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded IDX images and labels checked to be a pair: ``(N, H, W, 1)``, ``(N,)`` int64."""
     if len(images) != len(labels):
         raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds "
                         f"{len(labels)} labels: the two files are not a pair; {fix}")

@@ -68,8 +68,12 @@ def sparse_steps(steps: int, every: int = 5, dense: int = 10) -> list[int]:
 
 def evaluate(method: Method, family: TaskFamily, n_tasks: int = 500, steps: int = 20,
              seed: int = 0, chunk: int = 250, progress: bool = True,
-             purpose: str = "test", record=None) -> dict[str, Curve]:
+             purpose: str = "test", record=None, on_step=None) -> dict[str, Curve]:
     """Fine-tune ``n_tasks`` held-out tasks for ``steps`` steps; curves of every metric.
+
+    ``on_step(k, theta, metrics)`` (optional) is passed to :meth:`Method.curve` for every chunk
+    of tasks, in task order (e.g. to keep each task's final optimisee, as ``lft attack
+    --source`` keeps its perturbations).
 
     ``record`` (optional): the steps at which to compute the metrics (default every step), e.g.
     :func:`sparse_steps`; the curves then have one column per recorded step (``Curve.steps``),
@@ -95,7 +99,8 @@ def evaluate(method: Method, family: TaskFamily, n_tasks: int = 500, steps: int 
         while done < n_tasks:
             b = min(chunk, n_tasks - done)
             for tasks in as_groups(family.sample(b, task_gen)):
-                for name, v in method.curve(tasks, steps, run_gen, "test", record).items():
+                for name, v in method.curve(tasks, steps, run_gen, "test", record,
+                                            on_step).items():
                     parts.setdefault(name, []).append(v)
             done += b
             bar.update(b)

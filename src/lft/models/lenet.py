@@ -1,4 +1,4 @@
-"""LeNet-5, the paper's victim classifier, for 1x28x28 (MNIST) and 3x32x32 (CIFAR-10) images.
+"""LeNet-5, the paper's victim classifier, for 1x28x28 (MNIST), 3x32x32 (CIFAR-10) or user images.
 
 The classic layout (LeCun et al. 1998) with ReLU and max-pooling: conv 6@5x5, pool, conv 16@5x5,
 pool, then 120-84-10 fully connected. 28x28 inputs are zero-padded by 2 so that both image
@@ -66,20 +66,28 @@ class Standardize(nn.Module):
         return (x - self.mean[:, None, None]) / self.std[:, None, None]
 
 
-def lenet5(in_channels: int = 1, image_size: int = 28, n_classes: int = 10) -> nn.Sequential:
-    """LeNet-5 for ``in_channels x image_size x image_size`` inputs in ``[0, 1]``.
+def lenet5(in_channels: int = 1, image_size: int | tuple[int, int] = 28, n_classes: int = 10,
+           input_grad: bool = True) -> nn.Sequential:
+    """LeNet-5 for ``in_channels x H x W`` inputs in ``[0, 1]`` (``image_size``: ``H = W`` or
+    ``(H, W)``).
 
-    Only 28 (padded to 32) and 32 pixel images fit the 16x5x5 feature map of the original.
+    28x28 images are padded by 2 and 32x32 ones not, as in the original, so both reach its
+    16x5x5 feature map; any other size (a user's images, at least 12x12) is padded by 2 and the
+    first fully connected layer takes whatever feature map it gives. ``input_grad=False`` builds
+    plain ``nn.Conv2d`` layers (same state dict), for training it as a functional model.
     """
-    if image_size not in (28, 32):
-        raise ValueError(f"LeNet-5 takes 28x28 or 32x32 images, got {image_size}x{image_size}")
-    pad = (32 - image_size) // 2
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    pad = (32 - h) // 2 if (h, w) in ((28, 28), (32, 32)) else 2
+    fh, fw = (((n + 2 * pad - 4) // 2 - 4) // 2 for n in (h, w))
+    if fh < 1 or fw < 1:
+        raise ValueError(f"LeNet-5 takes images of at least 12x12 pixels, got {h}x{w}")
+    conv = InputGradConv2d if input_grad else nn.Conv2d
     return nn.Sequential(
         Standardize(in_channels),
-        InputGradConv2d(in_channels, 6, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
-        InputGradConv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        conv(in_channels, 6, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
+        conv(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
+        nn.Linear(16 * fh * fw, 120), nn.ReLU(),
         nn.Linear(120, 84), nn.ReLU(),
         nn.Linear(84, n_classes))
 

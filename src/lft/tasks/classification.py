@@ -1,8 +1,9 @@
 """N-way K-shot image classification (the paper's Table 2 and Figure 3).
 
-A task draws ``ways`` classes of one image source, ``shots`` fine-tuning images per class
-from the source's train split, and validation and test query images from its test split
-(disjoint). Meta-training tasks and meta-test tasks use disjoint images
+A task draws ``ways`` classes of one image source (a named data set, the path of a user's
+source or ``(train, test)`` splits in memory; :mod:`lft.tasks.images`), ``shots`` fine-tuning
+images per class from the source's train split, and validation and test query images from its
+test split (disjoint). Meta-training tasks and meta-test tasks use disjoint images
 (:func:`lft.data.meta_splits`): :meth:`ClassificationFamily.part` switches between them.
 """
 
@@ -14,14 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from lft import validation as v
-from lft.data import DataError, load_source, meta_splits, sample_episodes
+from lft.data import DataError, meta_splits, sample_episodes
 from lft.data.episodes import PARTS
-from lft.data.sources import SOURCES
-from lft.models.conv4 import conv4, image_mlp
-from lft.models.functional import FlatModel
 from lft.tasks.base import TaskBatch, TaskFamily
-
-MODELS = ("mlp", "conv4")
+from lft.tasks.images import MODELS, build_classifier, image_source
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -37,35 +34,38 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class ClassificationFamily(TaskFamily):
-    """``ways``-way ``shots``-shot tasks of ``source`` ("mnist" or "cifar10") for ``model``."""
+    """``ways``-way ``shots``-shot tasks of ``source`` for ``model``.
+
+    ``source``: ``"mnist"``, ``"cifar10"``, the path of a user's image source, or ``(train,
+    test)`` :class:`~lft.data.ImageSplit` s. ``model``: ``"mlp"``, ``"conv4"``, ``"lenet5"`` or
+    a factory ``(image_shape, ways) -> nn.Module`` (see :mod:`lft.tasks.images`). The image
+    shape and classes are read from the data; ``ways`` is the classes per task.
+    """
 
     congruous = True
 
-    def __init__(self, source: str = "mnist", model: str = "mlp", ways: int = 2, shots: int = 5,
+    def __init__(self, source="mnist", model="mlp", ways: int = 2, shots: int = 5,
                  queries: int = 15, part: str = "meta-train", data_dir: str | None = None,
                  split_seed: int = 0):
         where = "classification family"
-        source = v.choice("image source", source, SOURCES, where)
-        model = v.choice("classifier", model, MODELS, where)
+        if isinstance(model, str):
+            model = v.choice("classifier", model, MODELS, where) \
+                if not model.startswith("<") else model
         ways = v.integer("ways (classes per task)", ways, 2, where=where)
         shots, queries = (v.integer(label, n, 1, where=where)
                           for label, n in (("shots", shots), ("queries", queries)))
         part = v.choice("part", part, PARTS, where)
         data_dir = v.path_or_none("data_dir", data_dir, where)
         split_seed = v.integer("split_seed", split_seed, None, where=where)
-        self.source, self.model_name, self.ways = source, model, ways
+        self._data, source, label = image_source(source, data_dir, where)
+        self.source, self.ways = source, ways
         self.shots, self.queries, self.part = shots, queries, part
         self.data_dir, self.split_seed = data_dir, split_seed
-        self.name = f"{source}-{model}"
-        self._data = load_source(source, data_dir)
         self._splits = meta_splits(self._data, part, split_seed)
-        self._check_fits()
         h, w, c = self._splits[0].image_shape
-        if model == "mlp":
-            module = image_mlp(h * w * c, n_classes=self.ways)
-        else:
-            module = conv4(in_channels=c, image_size=h, n_classes=self.ways)
-        self.model = FlatModel(module)
+        self.model, self.model_name = build_classifier(model, (c, h, w), ways, where)
+        self.name = f"{label}-{self.model_name if isinstance(model, str) else 'model'}"
+        self._check_fits()
 
     def config(self) -> dict:
         return {"task": "classification", "source": self.source, "model": self.model_name,
@@ -89,7 +89,10 @@ class ClassificationFamily(TaskFamily):
             sample_episodes(*self._splits, 1, self.ways, self.shots, 2 * self.queries,
                             torch.Generator().manual_seed(0))
         except DataError as e:
-            raise DataError(f"{self.name} ({self.part} images): {e}") from None
+            raise DataError(f"{self.name} ({self.part} images): {e} (a few-shot task needs "
+                            f"{self.shots} fine-tuning images per class and "
+                            f"{2 * self.queries} query images: 2 x queries; fix: lower "
+                            "shots/queries or add images)") from None
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> TaskBatch:
         """``n`` tasks; the test split is a second, disjoint query set of the same classes."""

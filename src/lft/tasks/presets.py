@@ -14,6 +14,8 @@ from lft.tasks.base import TaskFamily
 
 TASKS = ("sine", "mnist", "cifar10", "mnist+cifar10", "uap-mnist", "uap-cifar10",
          "uap-mnist+cifar10")
+#: Families over an image source given with ``--source`` (a name or a user's path)
+SOURCE_TASKS = ("classification",)
 #: UAP task settings of Table 1 (``lft.experiments.table1``), less what the arguments set
 UAP_DEFAULTS = {"victim": "default", "lam": 0.01, "queries": 10}
 
@@ -25,7 +27,8 @@ UAP_DEFAULTS = {"victim": "default", "lam": 0.01, "queries": 10}
 IMAGE_RULE = {"output_scale": 0.01}
 
 #: Learned-rule settings each named family wants (``lft train`` and Table 2 apply them)
-RULE_DEFAULTS = {"mnist": IMAGE_RULE, "cifar10": IMAGE_RULE, "mnist+cifar10": IMAGE_RULE}
+RULE_DEFAULTS = {"mnist": IMAGE_RULE, "cifar10": IMAGE_RULE, "mnist+cifar10": IMAGE_RULE,
+                 "classification": IMAGE_RULE}
 
 
 def family_config(name: str, data_dir: str | None = None, part: str = "meta-train",
@@ -96,5 +99,5 @@ def named_family(name: str, data_dir: str | None = None, **kwargs) -> TaskFamily
     return build_family(family_config(name, data_dir, **kwargs))
 
 
-__all__ = ["IMAGE_RULE", "RULE_DEFAULTS", "TASKS", "UAP_DEFAULTS", "family_config",
+__all__ = ["IMAGE_RULE", "RULE_DEFAULTS", "SOURCE_TASKS", "TASKS", "UAP_DEFAULTS", "family_config",
            "named_family", "with_data_dir"]

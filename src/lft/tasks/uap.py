@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,94 +49,25 @@ from lft.data import (
     class_index,
     draw_per_class,
     gather_images,
-    load_source,
     meta_splits,
     resolve_data_dir,
 )
 from lft.data.episodes import PARTS
 from lft.data.sources import SOURCES
+from lft.data.user import split_digest
 from lft.seeding import derive_seed
 from lft.tasks.base import TaskBatch, TaskFamily
+from lft.tasks.images import image_source
+from lft.tasks.uap_loss import (  # noqa: F401 - re-exported: the UAP loss pieces
+    NORMS,
+    attack_success,
+    check_budget,
+    cw_margin,
+    project_ball,
+    steps_to_asr,
+)
 
 VICTIMS = ("default", "quick")
-NORMS = ("2", "inf")
-#: the smallest norm the l2 projection divides by (a zero perturbation stays zero)
-_TINY = 1e-12
-
-
-def project_ball(theta: torch.Tensor, eps: float, norm: str = "2") -> torch.Tensor:
-    """``theta`` (``(..., D)``, one perturbation per row) projected onto the ball of radius
-    ``eps``: ``theta * min(1, eps / ||theta||_2)`` for ``norm="2"``, ``clamp(theta, -eps, eps)``
-    for ``norm="inf"``. Both are differentiable almost everywhere (the meta-gradient of a
-    fine-tuner trained under the budget flows through them); rows inside the ball are unchanged.
-    """
-    if norm == "inf":
-        return theta.clamp(-eps, eps)
-    if norm != "2":
-        raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
-    size = theta.norm(dim=-1, keepdim=True).clamp_min(_TINY)
-    return theta * (eps / size).clamp(max=1.0)
-
-
-def check_budget(eps, norm, where: str) -> tuple[float | None, str]:
-    """``(eps, norm)`` checked: ``eps`` ``None`` (no budget) or a finite number > 0, ``norm``
-    ``"2"`` or ``"inf"`` (``2`` and ``math.inf`` are accepted for them); a bad one raises one
-    ``ValueError`` line naming the option and the fix."""
-    if isinstance(norm, (int, float)) and not isinstance(norm, bool):
-        norm = {2: "2", math.inf: "inf"}.get(norm, norm)
-    if norm not in NORMS:
-        raise ValueError(f"{where}: norm must be \"2\" (||delta||_2 <= eps) or \"inf\" "
-                         f"(|delta_i| <= eps), got {norm!r}; fix: pass norm=\"2\" or "
-                         "norm=\"inf\"")
-    if eps is None:
-        if norm != "2":
-            raise ValueError(f"{where}: norm={norm!r} sets the shape of a perturbation budget, "
-                             "but eps is None (no budget); fix: pass eps=RADIUS as well, or "
-                             "leave norm at its default")
-        return None, norm
-    ok = isinstance(eps, (int, float)) and not isinstance(eps, bool) and math.isfinite(eps) \
-        and eps > 0
-    if not ok:
-        raise ValueError(f"{where}: eps (the perturbation budget's radius) must be a finite "
-                         f"number > 0, got {eps!r}; fix: pass a positive radius, or eps=None "
-                         "for no budget")
-    return float(eps), norm
-
-
-def cw_margin(logits: torch.Tensor, y: torch.Tensor, kappa: float = 0.0) -> torch.Tensor:
-    """Per-image C&W margin ``max(log p_y - max_{j != y} log p_j, -kappa)``.
-
-    ``logits`` ``(..., K)``, ``y`` ``(...)`` -> ``(...)``. Log-probabilities and logits give
-    the same margin (they differ by one constant per image); log-probabilities follow Eq. (12).
-    """
-    logp = logits.log_softmax(-1)
-    true = logp.gather(-1, y[..., None]).squeeze(-1)
-    is_true = torch.nn.functional.one_hot(y, logits.shape[-1]).bool()
-    other = logp.masked_fill(is_true, float("-inf")).amax(-1)
-    return (true - other).clamp_min(-kappa)
-
-
-def attack_success(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Fraction of images whose top-1 prediction is not ``y``.
-
-    ``(..., N, K), (..., N) -> (...)``: the attack success rate of one perturbation per row.
-    """
-    return (logits.argmax(-1) != y).float().mean(-1)
-
-
-def steps_to_asr(asr: torch.Tensor, threshold: float = 0.75,
-                 max_steps: int | None = None) -> torch.Tensor:
-    """First step ``k`` at which ``asr[..., k] >= threshold``, NaN if none within ``max_steps``.
-
-    ``asr`` holds ASR at steps ``0..K`` along its last axis (step 0 is the random start), e.g.
-    one row per task, or the mean curve over tasks. Returns a float tensor of shape
-    ``asr.shape[:-1]``.
-    """
-    if max_steps is not None:
-        asr = asr[..., :max_steps + 1]
-    hit = asr >= threshold
-    first = hit.float().argmax(-1).float()
-    return torch.where(hit.any(-1), first, torch.full_like(first, float("nan")))
 
 
 class Perturbation:
@@ -285,23 +217,41 @@ def _correct_only(victim, data: dict, key: tuple) -> dict:
     return _CORRECT[key]
 
 
-def resolve_victim(victim: str, source: str, data_dir: str | None = None):
-    """``"default"`` / ``"quick"``: the cached LeNet-5 of ``source`` (trained if missing);
-    anything else: the path of a victim file written by ``lft victims train``."""
-    from lft.tasks.victims import load_victim, read_victim
+#: what a family given a victim object (not a file) writes as its victim in config()
+VICTIM_IN_MEMORY = "<in-memory victim>"
 
+
+def resolve_victim(victim, source: str, data_dir: str | None = None):
+    """``"default"`` / ``"quick"``: the cached LeNet-5 of named ``source`` (trained if missing);
+    a :class:`~lft.tasks.victims.Victim`: itself; anything else: the path of a victim file
+    written by ``lft victims train``."""
+    from lft.tasks.victims import Victim, load_victim, read_victim
+
+    if isinstance(victim, Victim):
+        return victim
+    if victim == VICTIM_IN_MEMORY:
+        raise ValueError("this UAP configuration was made with a victim object, which it cannot "
+                         "hold; fix: save the victim (lft.attacks.save_victim) and pass its path")
     if victim in VICTIMS:
+        if source not in SOURCES:
+            raise ValueError(f"victim {victim!r} is the cached LeNet-5 of a named source, and "
+                             f"{source} is a user's source; fix: train one with 'lft victims "
+                             "train --source PATH --out V.safetensors' and pass victim=V."
+                             "safetensors")
         return load_victim(source, data_dir, quick=victim == "quick", train_if_missing=True,
                            progress=True)
     return read_victim(victim)
 
 
 class UAPFamily(TaskFamily):
-    """Few-shot UAP tasks on ``source`` ("mnist" or "cifar10") against ``victim``.
+    """Few-shot UAP tasks on ``source`` against ``victim``.
 
     Args:
-        victim: ``"default"`` (the cached LeNet-5, trained on first use: minutes), ``"quick"``
-            (a weaker one trained in seconds, for tests) or a victim file path.
+        source: ``"mnist"``, ``"cifar10"``, the path of a user's image source or ``(train,
+            test)`` :class:`~lft.data.ImageSplit` s (:mod:`lft.tasks.images`).
+        victim: ``"default"`` (the cached LeNet-5 of a named source, trained on first use:
+            minutes), ``"quick"`` (a weaker one trained in seconds, for tests), a victim file
+            path, or a :class:`~lft.tasks.victims.Victim`.
         lam: weight of ``||delta||_2^2`` in the loss (Eq. 12).
         ways, shots: classes per task and fine-tuning images per class.
         queries: validation images per class, and as many test images per class (disjoint).
@@ -317,7 +267,7 @@ class UAPFamily(TaskFamily):
 
     congruous = True
 
-    def __init__(self, source: str = "mnist", victim: str = "default", lam: float = 0.01,
+    def __init__(self, source="mnist", victim="default", lam: float = 0.01,
                  ways: int = 2, shots: int = 5, queries: int = 10, kappa: float = 0.0,
                  init_scale: float = 0.05, part: str = "meta-train",
                  data_dir: str | None = None, split_seed: int = 0, pool: int | None = None,
@@ -330,27 +280,34 @@ class UAPFamily(TaskFamily):
             ("lam", lam), ("kappa", kappa), ("init_scale", init_scale)))
         if pool is not None:
             pool = validation.integer("pool (images per class, or None)", pool, 1, where=where)
-        validation.choice("image source", source, SOURCES, where)
         validation.choice("part", part, PARTS, where)
         validation.path_or_none("data_dir", data_dir, where)
-        validation.text("victim", victim, where)
         split_seed = validation.integer("split_seed", split_seed, None, where=where)
-        self.source, self.victim_spec, self.lam, self.kappa = source, str(victim), float(lam), \
-            float(kappa)
+        data, source, label = image_source(source, data_dir, where)
+        self.victim = resolve_victim(victim if not isinstance(victim, str | Path)
+                                     else validation.text("victim", str(victim), where),
+                                     source, data_dir)
+        self.source, self.lam, self.kappa = source, float(lam), float(kappa)
+        self.victim_spec = VICTIM_IN_MEMORY if victim is self.victim else str(victim)
         self.ways, self.shots, self.queries = int(ways), int(shots), int(queries)
         self.init_scale, self.part, self.data_dir = float(init_scale), part, data_dir
         self.split_seed, self.pool = int(split_seed), (None if pool is None else int(pool))
-        self.name = f"uap-{source}"
-        data = load_source(source, data_dir)
+        self.name = f"uap-{label}"
         if self.pool is not None:
             data = {k: _per_class(v, self.pool, self.split_seed) for k, v in data.items()}
-        self.victim = resolve_victim(self.victim_spec, source, data_dir)
         h, w, c = data["train"].image_shape
         if self.victim.input_shape not in (None, (c, h, w)):
             raise ValueError(f"victim {self.victim.name} takes images of shape "
-                             f"{self.victim.input_shape}, but {source} images are {(c, h, w)}")
-        key = (self.victim.key, source, str(resolve_data_dir(data_dir)), self.pool,
-               self.split_seed)
+                             f"{'x'.join(map(str, self.victim.input_shape))} (CxHxW), but "
+                             f"{label} images are {c}x{h}x{w}; fix: attack a victim trained on "
+                             "this source (lft victims train --source PATH)")
+        if self.victim.classes is not None and self.victim.classes != data["train"].classes:
+            raise ValueError(f"victim {self.victim.name} knows classes {self.victim.classes[:5]}"
+                             f" but {label} has classes {data['train'].classes[:5]}; fix: attack "
+                             "a victim trained on this source (lft victims train --source PATH)")
+        where_data = str(resolve_data_dir(data_dir)) if source in SOURCES else \
+            (split_digest(data),)
+        key = (self.victim.key, source, where_data, self.pool, self.split_seed)
         self._correct = _correct_only(self.victim, data, key)
         self.model = Perturbation(self.victim, (c, h, w), self.init_scale)
         self._set_part(part)

@@ -34,6 +34,7 @@ from lft.safefiles import atomic_path, atomic_write_bytes, read_tensors
 FORMAT = "lft-victim"
 VERSION = 1
 ARCHITECTURE = "lenet5"
+SPLITS = ("train", "test")
 
 
 @dataclass
@@ -54,6 +55,17 @@ SETTINGS = {"mnist": TrainSettings(epochs=4),
             "cifar10": TrainSettings(epochs=20, augment=True, weight_decay=5e-4)}
 QUICK_SETTINGS = {"mnist": TrainSettings(epochs=1, train_subset=10_000),
                   "cifar10": TrainSettings(epochs=2, train_subset=10_000)}
+#: Settings for a user's source (``lft victims train --source PATH``): smaller batches and more
+#: epochs, as a user's data set may hold only a few hundred images.
+USER_SETTINGS = TrainSettings(epochs=20, batch_size=32)
+QUICK_USER_SETTINGS = TrainSettings(epochs=5, batch_size=32, train_subset=10_000)
+
+
+def settings_for(source, quick: bool = False) -> TrainSettings:
+    """The default training settings of ``source``: a named one's, else the user settings."""
+    if isinstance(source, str) and source in SOURCES:
+        return (QUICK_SETTINGS if quick else SETTINGS)[source]
+    return QUICK_USER_SETTINGS if quick else USER_SETTINGS
 
 
 @dataclass
@@ -101,8 +113,9 @@ def victim_path(source: str, quick: bool = False, folder: str | Path | None = No
 def _check_source(source: str) -> None:
     if source not in SOURCES:
         raise ValueError(f"no victim recipe for image source {source!r}; choose from "
-                         f"{', '.join(SOURCES)} (or attack your own model with "
-                         "'lft attack --victim module:function')")
+                         f"{', '.join(SOURCES)}, or pass the path of your own image source "
+                         "(lft victims train --source PATH), or attack your own model with "
+                         "'lft attack --victim module:function'")
 
 
 # ------------------------------------------------------------------------------- training
@@ -137,20 +150,24 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
     return float((pred == labels).float().mean())
 
 
-def train_victim(source: str, data_dir: str | Path | None = None,
+def train_victim(source, data_dir: str | Path | None = None,
                  settings: TrainSettings | None = None, quick: bool = False,
                  progress: bool = True) -> Victim:
     """Train a LeNet-5 on ``source``'s train split and measure its clean test accuracy.
 
-    Seeded (initialisation, shuffling and augmentation come from ``settings.seed``), Adam with a
-    cosine learning-rate decay; the returned victim carries the full record of what made it.
+    ``source``: ``"mnist"``, ``"cifar10"``, the path of a user's image source or ``(train,
+    test)`` splits (:mod:`lft.tasks.images`). Seeded (initialisation, shuffling and
+    augmentation come from ``settings.seed``), Adam with a cosine learning-rate decay; the
+    returned victim carries the full record of what made it.
     """
     from lft._version import __version__
-    from lft.data import load_source, resolve_data_dir
+    from lft.data import resolve_data_dir
+    from lft.tasks.images import image_source
 
-    _check_source(source)
-    s = settings or (QUICK_SETTINGS if quick else SETTINGS)[source]
-    data = load_source(source, data_dir)
+    if isinstance(source, str) and source not in SOURCES and not Path(source).exists():
+        _check_source(source)  # neither a named source nor a path: say what is known
+    data, source, label = image_source(source, data_dir, "victim")
+    s = settings or settings_for(source, quick)
     train, test = data["train"], data["test"]
     g = torch.Generator().manual_seed(s.seed)
     index = torch.randperm(len(train), generator=g)
@@ -160,7 +177,10 @@ def train_victim(source: str, data_dir: str | Path | None = None,
     h, w, c = train.image_shape
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(s.seed)
-        model = lenet5(c, h, len(train.classes))
+        try:
+            model = lenet5(c, (h, w), len(train.classes))
+        except ValueError as e:
+            raise ValueError(f"victim for {label}: {e}; fix: use larger images") from None
     pixels = x_all.double() / 255
     model[0].mean.copy_(pixels.mean((0, 2, 3)).float())
     model[0].std.copy_(pixels.std((0, 2, 3)).float())
@@ -169,7 +189,7 @@ def train_victim(source: str, data_dir: str | Path | None = None,
     opt = torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.epochs * n_batches)
     t0 = time.perf_counter()
-    bar = tqdm(total=s.epochs * n_batches, desc=f"train victim {source}", disable=not progress,
+    bar = tqdm(total=s.epochs * n_batches, desc=f"train victim {label}", disable=not progress,
                dynamic_ncols=True, leave=False)
     model.train()
     for _ in range(s.epochs):
@@ -201,7 +221,7 @@ def train_victim(source: str, data_dir: str | Path | None = None,
               "clean_test_accuracy": test_acc, "train_time_s": round(train_time, 1),
               "torch": torch.__version__, "lft_version": __version__,
               "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    name = f"{ARCHITECTURE}-{source}{'-quick' if quick else ''}"
+    name = f"{ARCHITECTURE}-{label}{'-quick' if quick else ''}"
     return Victim(model, name, (c, h, w), list(train.classes), record)
 
 
@@ -247,7 +267,7 @@ def read_victim(path: str | Path) -> Victim:
     try:
         record = json.loads(header["record"])
         c, h, w = record["input_shape"]
-        model = lenet5(c, h, len(record["classes"]))
+        model = lenet5(c, (h, w), len(record["classes"]))
         model.load_state_dict(tensors, strict=True)
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise ValueError(f"{path}: damaged victim file ({type(e).__name__}: {e})") from None
@@ -275,18 +295,29 @@ def load_victim(source: str, data_dir: str | Path | None = None, *, quick: bool 
     return victim
 
 
-def train_or_reuse(source: str, data_dir: str | Path | None = None,
+def train_or_reuse(source, data_dir: str | Path | None = None,
                    settings: TrainSettings | None = None, quick: bool = False,
                    path: str | Path | None = None, force: bool = False,
                    progress: bool = True) -> tuple[Victim, bool]:
     """``(victim, reused)``: the victim at ``path`` if it was made with the same settings and
     data folder, else a freshly trained and saved one (always fresh with ``force``)."""
-    s = settings or (QUICK_SETTINGS if quick else SETTINGS)[source]
+    s = settings or settings_for(source, quick)
+    named = isinstance(source, str) and source in SOURCES
+    if path is None and not named:
+        raise ValueError("a victim of a user's image source needs a file name; fix: pass "
+                         "--out V.safetensors (path=...)")
     path = Path(path) if path is not None else victim_path(source, quick)
     if path.is_file() and not force:
         old = read_victim(path)
         from lft.data import resolve_data_dir
-        same_data = old.record.get("data", {}).get("data_dir") == str(resolve_data_dir(data_dir))
+        if named:
+            same_data = old.record.get("data", {}).get("data_dir") == \
+                str(resolve_data_dir(data_dir))
+        else:  # a user's source: the very same images (a fingerprint of both splits)
+            from lft.tasks.images import image_source
+            data, source, _ = image_source(source, data_dir, "victim")
+            same_data = {k: old.record.get("data", {}).get(f"{k}_sha256_16") for k in SPLITS} \
+                == {k: _fingerprint(data[k].images, data[k].labels) for k in SPLITS}
         if old.record.get("source") == source and old.record.get("settings") == asdict(s) \
                 and same_data:
             return old, True
