@@ -74,6 +74,10 @@ def register(sub) -> None:
     t.add_argument("--dist-timeout", type=positive_arg(float), default=300.0, metavar="SECONDS",
                    help="under torchrun: how long a rank waits for the others before the job "
                         "stops with an error (default 300)")
+    t.add_argument("--log", choices=("jsonl", "tensorboard"), default="jsonl",
+                   help="where the meta-loss curve goes besides the progress bar: jsonl (the "
+                        "default: RUN/metrics.jsonl, always written) or tensorboard (also event "
+                        "files in RUN/tensorboard; needs `pip install tensorboard`)")
     t.add_argument("--quiet", action="store_true")
     add_threads(t)
     t.set_defaults(handler=cmd_train)
@@ -87,6 +91,12 @@ def cmd_train(a) -> int:
     from lft.tasks import named_family
     from lft.tasks.presets import RULE_DEFAULTS
 
+    if a.log == "tensorboard":  # before anything is built or written
+        from lft.meta.loggers import TensorboardUnavailable, require_tensorboard
+        try:
+            require_tensorboard()
+        except TensorboardUnavailable as e:
+            raise UserError(str(e)) from None
     family = named_family(a.task, a.data_dir)
     name = "lft+init" if (a.method == "lft" and a.learn_init) else a.method
     overrides = {}
@@ -157,7 +167,8 @@ def _train_run(a, cfg, family, tcfg, out: Path, replicas) -> int:
     user error leaves no half-made run folder.
     """
     from lft import resume as runs
-    from lft.meta import MetaTrainer, Method, jsonl_logger
+    from lft.meta import MetaTrainer, Method
+    from lft.meta.loggers import TENSORBOARD_FOLDER, run_logger
 
     main = replicas.is_main
     path, log = out / runs.CHECKPOINT, out / "metrics.jsonl"
@@ -189,10 +200,17 @@ def _train_run(a, cfg, family, tcfg, out: Path, replicas) -> int:
         out.mkdir(parents=True, exist_ok=True)
         log.unlink(missing_ok=True)
         (out / "config.json").write_text(json.dumps(config, indent=1))
-    trainer.log = jsonl_logger(log) if main else None
-    with runs.StopOnSignal(announce=main) as stop:
-        trainer.train(progress=not a.quiet and main, save=lambda: runs.save(path, trainer, config),
-                      save_every=a.checkpoint_every, stop=stop)
+    board = out / TENSORBOARD_FOLDER if a.log == "tensorboard" else None
+    if main:  # metrics.jsonl always, event files too; a new run hides older events (step 0 on)
+        trainer.log = run_logger(log, board, purge_step=start if a.resume else 0)
+    try:
+        with runs.StopOnSignal(announce=main) as stop:
+            trainer.train(progress=not a.quiet and main,
+                          save=lambda: runs.save(path, trainer, config),
+                          save_every=a.checkpoint_every, stop=stop)
+    finally:
+        if trainer.log is not None:
+            trainer.log.close()
     s = trainer.stats
     if trainer.stopped:
         if main:
@@ -205,4 +223,6 @@ def _train_run(a, cfg, family, tcfg, out: Path, replicas) -> int:
         print(f"{cfg.label}: {s.iterations} meta-iterations in {s.wall_time_s:.0f}s{ranks} "
               f"({s.skipped_nonfinite} non-finite meta-gradients skipped)")
         print(f"checkpoint: {path}\nmetrics log: {log}")
+        if board is not None:
+            print(f"tensorboard: {board} (tensorboard --logdir {board})")
     return 0
