@@ -24,8 +24,9 @@ OUT = Path(__file__).resolve().parent / "api.md"
 #: The public modules, in reading order.
 MODULES = ("lft", "lft.rules", "lft.oracles", "lft.tasks", "lft.models", "lft.meta",
            "lft.finetuner", "lft.optim", "lft.checkpoint", "lft.resume",
-           "lft.meta.distributed", "lft.data", "lft.attacks", "lft.rivals.art",
-           "lft.analysis", "lft.pretrained", "lft.pretrained.folder", "lft.validation", "lft.safefiles", "lft.perf",
+           "lft.meta.distributed", "lft.meta.loggers", "lft.data", "lft.attacks",
+           "lft.rivals.art", "lft.analysis", "lft.analysis.run_plot", "lft.pretrained",
+           "lft.pretrained.folder", "lft.validation", "lft.safefiles", "lft.perf",
            "lft.reporting")
 
 

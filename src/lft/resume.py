@@ -20,7 +20,8 @@ import threading
 from pathlib import Path
 
 from lft import checkpoint
-from lft.meta.trainer import MetaTrainer, jsonl_logger
+from lft.meta.loggers import TENSORBOARD_FOLDER, run_logger
+from lft.meta.trainer import MetaTrainer
 from lft.safefiles import atomic_write_bytes
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -151,18 +152,21 @@ class Run:
     """
 
     def __init__(self, checkpoint: str | Path, log: str | Path | None = None,
-                 config_file: str | Path | None = None, is_main: bool = True):
+                 config_file: str | Path | None = None, is_main: bool = True,
+                 tensorboard: str | Path | None = None):
         self.checkpoint = Path(checkpoint)
         self.log = None if log is None else Path(log)
         self.config_file = None if config_file is None else Path(config_file)
+        self.tensorboard = None if tensorboard is None else Path(tensorboard)
         self.is_main = is_main
 
     @classmethod
-    def folder(cls, path: str | Path, is_main: bool = True) -> Run:
+    def folder(cls, path: str | Path, is_main: bool = True, tensorboard: bool = False) -> Run:
         """The run folder of ``lft train``: ``PATH/{checkpoint.safetensors, metrics.jsonl,
-        config.json}``."""
+        config.json}`` and, with ``tensorboard``, event files in ``PATH/tensorboard/``."""
         path = Path(path)
-        return cls(path / CHECKPOINT, path / METRICS, path / CONFIG, is_main)
+        return cls(path / CHECKPOINT, path / METRICS, path / CONFIG, is_main,
+                   path / TENSORBOARD_FOLDER if tensorboard else None)
 
     @classmethod
     def job(cls, out: str | Path, key: str) -> Run:
@@ -188,7 +192,9 @@ class Run:
     def start(self, trainer: MetaTrainer, config: dict, resuming: bool = False) -> int:
         """Resume ``trainer`` from the checkpoint (``resuming``), or begin afresh: the folder is
         made, the log emptied and the configuration written. Returns the first iteration to
-        run; attaches the metrics log (and, on rank 0 only, ``trainer.log`` writes it)."""
+        run. On rank 0 ``trainer.log`` writes the metrics log (and the tensorboard events, whose
+        steps from the first one run on are hidden: a resumed run's redone iterations, or an
+        older run's in the same folder); elsewhere it is ``None``."""
         start = 0
         if resuming:
             start = resume(self.checkpoint, trainer, config)
@@ -201,7 +207,7 @@ class Run:
             if self.config_file is not None:
                 atomic_write_bytes(self.config_file, json.dumps(config, indent=1).encode())
         if self.is_main and self.log is not None:
-            trainer.log = jsonl_logger(self.log)
+            trainer.log = run_logger(self.log, self.tensorboard, purge_step=start)
         elif not self.is_main:
             trainer.log = None
         return start
@@ -210,9 +216,13 @@ class Run:
               save_every: int = 100, stop=None) -> Path:
         """Meta-train from where :meth:`start` left ``trainer``, saving every ``save_every``
         iterations, after the last and when ``stop()`` turns true; returns the checkpoint."""
-        trainer.train(progress=progress and self.is_main,
-                      save=lambda: save(self.checkpoint, trainer, config),
-                      save_every=save_every, stop=stop)
+        try:
+            trainer.train(progress=progress and self.is_main,
+                          save=lambda: save(self.checkpoint, trainer, config),
+                          save_every=save_every, stop=stop)
+        finally:
+            if hasattr(trainer.log, "close"):
+                trainer.log.close()
         return self.checkpoint
 
 

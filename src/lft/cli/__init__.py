@@ -1,4 +1,4 @@
-"""The ``lft`` command line: train, evaluate, reproduce, data, victims, attack, analyze.
+"""The ``lft`` command line: train, evaluate, reproduce, data, victims, attack, analyze, plot.
 
 One module per sub-command group; each defines ``register(subparsers)``, which adds its
 parsers and sets their ``handler`` default to a function ``(args) -> exit status``. This
@@ -20,7 +20,8 @@ from lft.validation import one_line
 
 #: The modules that add the sub-commands, in ``lft --help`` order.
 COMMAND_MODULES: tuple[str, ...] = ("lft.cli.train", "lft.cli.evaluate", "lft.cli.reproduce",
-                                    "lft.cli.data", "lft.cli.analyze", "lft.cli.attack")
+                                    "lft.cli.data", "lft.cli.analyze", "lft.cli.attack",
+                                    "lft.cli.plot")
 #: Commands that run tensors in this process and take ``--threads``.
 THREADED = ("train", "evaluate", "reproduce")
 

@@ -76,6 +76,10 @@ def register(sub) -> None:
     t.add_argument("--dist-timeout", type=positive_arg(float), default=300.0, metavar="SECONDS",
                    help="under torchrun: how long a rank waits for the others before the job "
                         "stops with an error (default 300)")
+    t.add_argument("--log", choices=("jsonl", "tensorboard"), default="jsonl",
+                   help="where the meta-loss curve goes besides the progress bar: jsonl (the "
+                        "default: RUN/metrics.jsonl, always written) or tensorboard (also event "
+                        "files in RUN/tensorboard; needs `pip install tensorboard`)")
     t.add_argument("--quiet", action="store_true")
     add_threads(t)
     t.set_defaults(handler=cmd_train)
@@ -89,6 +93,12 @@ def cmd_train(a) -> int:
     from lft.tasks import named_family
     from lft.tasks.presets import RULE_DEFAULTS
 
+    if a.log == "tensorboard":  # before anything is built or written
+        from lft.meta.loggers import TensorboardUnavailable, require_tensorboard
+        try:
+            require_tensorboard()
+        except TensorboardUnavailable as e:
+            raise UserError(str(e)) from None
     family = source_family(a) or named_family(a.task, a.data_dir)
     name = "lft+init" if (a.method == "lft" and a.learn_init) else a.method
     overrides = {}
@@ -160,7 +170,7 @@ def _train_run(a, cfg, family, tcfg, out: Path, replicas) -> int:
     from lft.meta import MetaTrainer, Method
 
     main = replicas.is_main
-    run = runs.Run.folder(out, is_main=main)
+    run = runs.Run.folder(out, is_main=main, tensorboard=a.log == "tensorboard")
     path, log = run.checkpoint, run.log
     if a.resume and not path.is_file():
         raise UserError(f"--resume: no checkpoint in {out}; start the run without --resume")
@@ -200,4 +210,6 @@ def _train_run(a, cfg, family, tcfg, out: Path, replicas) -> int:
         print(f"{cfg.label}: {s.iterations} meta-iterations in {s.wall_time_s:.0f}s{ranks} "
               f"({s.skipped_nonfinite} non-finite meta-gradients skipped)")
         print(f"checkpoint: {path}\nmetrics log: {log}")
+        if run.tensorboard is not None:
+            print(f"tensorboard: {run.tensorboard} (tensorboard --logdir {run.tensorboard})")
     return 0
