@@ -17,9 +17,8 @@ import torch
 from common import alternate, pick_device, setup
 from lstm_step import DATA_DIR
 
-from lft import Method, preset
+from lft import Method, preset, pretrained
 from lft import checkpoint as ckpt
-from lft import pretrained
 from lft.meta import evaluate
 from lft.tasks import ClassificationFamily
 
