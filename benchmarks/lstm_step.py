@@ -23,6 +23,7 @@ from lft import Method, SineFamily, preset
 from lft.oracles import FirstOrder
 from lft.rules import build
 from lft.rules.features import feature_width
+from lft.rules.lstm_fused import compile_info
 from lft.tasks import ClassificationFamily
 
 DATA_DIR = str(Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -120,6 +121,12 @@ def time_model(name: str, family, device: torch.device, reps: int) -> dict:
 def run(quick: bool, device: torch.device, data_dir: str = DATA_DIR) -> dict:
     reps = 15 if quick else 50
     out: dict = {"lstm_rule": default_rule()[1]}
+    info = compile_info()  # the fused no-grad kernel, built (or loaded) at first use
+    out.update(lstm_fused_available=info["available"], lstm_fused_build_s=info["seconds"],
+               lstm_fused_cached=info["cached"])
+    print(f"Fused LSTM kernel: {'available' if info['available'] else info['error']}, "
+          f"{'loaded from the cache' if info['cached'] else 'built'} in "
+          f"{info['seconds']:.2f} s", flush=True)
     print(f"One fine-tuning step, one task, no_grad ({reps} alternating runs, medians):",
           flush=True)
     for name, make in families(data_dir).items():

@@ -4,7 +4,8 @@
 
 Parts: ``maml`` (a: second-order MAML against higher/torchopt/loop), ``batch`` (b: LFT batched
 against a per-task loop), ``step`` (c: one LSTM-rule step against one Adam step), ``memory``
-(d: peak memory against horizon and inner steps, growth over 2 000 meta-iterations). Speed-ups
+(d: peak memory against horizon and inner steps, growth over 2 000 meta-iterations), ``eval``
+(e: evaluating ``images-fo-lft`` against Adam on 100 MNIST tasks x 20 steps). Speed-ups
 are baseline time / lft time; every other ratio is lft / baseline. ``--quick`` takes about two
 minutes on 2 CPU cores. See ``benchmarks/README.md`` for the latest figures.
 """
@@ -18,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import eval_step
 import lft_batch
 import lstm_step
 import maml
@@ -25,14 +27,16 @@ import memory
 import torch
 from common import clock_for, machine, pick_device, setup
 
-PARTS = {"maml": maml.run, "batch": lft_batch.run, "step": lstm_step.run, "memory": memory.run}
+PARTS = {"maml": maml.run, "batch": lft_batch.run, "step": lstm_step.run, "memory": memory.run,
+         "eval": eval_step.run}
 REQUIRED = (
     "maml_speedup_vs_higher_1step", "maml_speedup_vs_higher_5step",
     "maml_speedup_vs_torchopt_module_1step", "maml_speedup_vs_torchopt_module_5step",
     "maml_speedup_vs_torchopt_vmap_1step", "maml_speedup_vs_torchopt_vmap_5step",
     "lft_batched_speedup_b16", "lstm_step_over_adam_mnist_mlp",
     "lstm_step_over_adam_cifar_conv4", "lstm_step_fraction_of_matmul_peak",
-    "peak_mem_ratio_h200_over_h20", "mem_growth_over_2000_iters", "machine",
+    "peak_mem_ratio_h200_over_h20", "mem_growth_over_2000_iters", "eval_lft_over_adam_mnist",
+    "machine",
 )
 
 
@@ -63,7 +67,8 @@ def main(argv=None) -> int:
                      "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     print(results["machine"], flush=True)
     t0 = time.perf_counter()
-    parts = dict(PARTS, step=functools.partial(lstm_step.run, data_dir=args.data_dir))
+    parts = dict(PARTS, step=functools.partial(lstm_step.run, data_dir=args.data_dir),
+                 eval=functools.partial(eval_step.run, data_dir=args.data_dir))
     for name in args.only.split(","):
         if name not in parts:
             ap.error(f"unknown part {name!r}; choose from {list(PARTS)}")

@@ -23,6 +23,7 @@ from torch import nn
 from lft.rules.base import State, UpdateRule
 from lft.rules.features import N_ROLES, feature_rows, feature_state, feature_width
 from lft.rules.lstm_cell import LSTMLayerStep, lstm_layer_reference, transforms_active
+from lft.rules.lstm_fused import fused_step
 from lft.rules.lstm_inference import lstm_step_blocks, role_runs
 
 
@@ -93,6 +94,12 @@ class CoordinateLSTM(UpdateRule):
     def update(self, grad: torch.Tensor, state: State,
                theta: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         n_hc, hid = 2 * self.layers, self.hidden
+        inputs = [grad] + ([theta] if "param" in self.features and theta is not None else [])
+        if not transforms_active() and not self._needs_graph(inputs, state):
+            with torch.no_grad():  # the compiled kernel when it can run, else the blocks below
+                fused = fused_step(self, grad, tuple(state), theta, self._role_ids(state))
+            if fused is not None:
+                return fused
         rows, fstate = feature_rows(self.features, grad, tuple(state[n_hc:]), p=self.p,
                                     raw_scale=self.raw_scale, theta=theta)
         shape = grad.shape
@@ -146,6 +153,27 @@ class CoordinateLSTM(UpdateRule):
         memo.insert(0, (key, one_hot, runs))
         del memo[4:]
         return runs
+
+    def _role_ids(self, state: State) -> torch.Tensor | None:
+        """With the ``role`` feature, the role index of each coordinate of one period of the
+        flattened optimisee (the one-hot's compact base, as :func:`role_runs` reads it),
+        memoised per one-hot tensor like :meth:`_role_runs`."""
+        if "role" not in self.features:
+            return None
+        one_hot = state[-1]
+        memo = self.__dict__.setdefault("_ids_memo", [])
+        key = (one_hot.data_ptr(), tuple(one_hot.shape), tuple(one_hot.stride()))
+        for k, _, ids in memo:
+            if k == key:
+                return ids
+        lead = 0  # leading (task) axes broadcast with stride 0
+        while lead < one_hot.dim() - 1 and one_hot.stride(lead + 1) == 0:
+            lead += 1
+        base = one_hot[(slice(None),) + (0,) * lead]
+        ids = base.argmax(0).reshape(-1).to(torch.int32)
+        memo.insert(0, (key, one_hot, ids))
+        del memo[4:]
+        return ids
 
     def _needs_graph(self, rows: list[torch.Tensor], hc: tuple) -> bool:
         """Whether this step must be recorded by autograd (else the blocked kernel runs)."""

@@ -1,0 +1,248 @@
+"""The coordinate LSTM's no-grad step fused into one compiled pass (CPU, float32).
+
+:mod:`lft.rules.lstm_inference` runs the step as torch operations over blocks of coordinates:
+each operation passes over its block, so every coordinate's features, gates and 20 floats of
+LSTM state go through memory several times, and sigmoid/tanh run as separate passes. On a CPU
+that traffic, not arithmetic, bounds it (5.6-6.5x an Adam step on the MNIST MLP). Here one C++
+loop (``lstm_fused.cpp``) does the whole update per chunk of 32 coordinates in registers: the
+features from the gradient (updating the Adam moments), every LSTM layer, the head and its
+``tanh``; each coordinate's state is read once and written once.
+
+The source is compiled at first use with the system's C++ compiler (``$CXX``, else ``c++``/
+``g++``; ~0.3-1 s) into a shared library cached under ``$XDG_CACHE_HOME/lft/kernels`` (default
+``~/.cache/lft/kernels``), keyed by the source, the compiler and the CPU, and called through
+``ctypes``: no torch headers to compile, no Python extension ABI. Whenever the kernel cannot
+be used (``LFT_NO_COMPILE=1``, no compiler, a failed build, not float32 on the CPU, more than
+64 hidden units), :func:`fused_step` returns ``None`` and the caller runs the reference
+kernel, which stays the exact fallback. The fused kernel's sigmoid, tanh, exp and log are
+float32 polynomial approximations, so its results equal the reference's to float32 rounding
+(tests: ``tests/test_lstm_fused.py``). On CUDA the reference kernel runs (one block, launch
+bound; see ``benchmarks/README.md``). :func:`compile_info` reports the build and its time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from lft.rules.features import N_ROLES, feature_width
+
+SOURCE = Path(__file__).with_name("lstm_fused.cpp")
+FEATURE_CODES = {"raw": 0, "logsign": 1, "adam": 2, "param": 3, "role": 4}
+MAX_HIDDEN, MAX_INPUTS = 64, 8  # the kernel's fixed register arrays (lstm_fused.cpp)
+FLAGS = ["-O3", "-fno-math-errno", "-fPIC", "-shared", "-std=c++17"]
+_log = logging.getLogger(__name__)
+#: the compiled-kernel cache: {"lib": ctypes.CDLL | None, "info": dict}, filled on first use
+_KERNEL: dict = {}
+
+
+def disabled() -> bool:
+    """Whether compilation is switched off (``LFT_NO_COMPILE`` set to anything but 0/empty)."""
+    return os.environ.get("LFT_NO_COMPILE", "") not in ("", "0")
+
+
+def cache_dir() -> Path:
+    """Where built kernels are kept: ``$XDG_CACHE_HOME/lft/kernels`` or ``~/.cache/lft/...``."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "lft" / "kernels"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_id() -> str:
+    """The machine and its CPU flags: ``-march=native`` code runs only where it was built."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        pass
+    return platform.machine() + flags
+
+
+def _build(cxx: str) -> tuple[Path, bool]:
+    """The kernel's shared library, compiled unless cached; returns ``(path, was_cached)``."""
+    source = SOURCE.read_bytes()
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True,
+                             timeout=60).stdout
+    attempts = [FLAGS + ["-march=native"], FLAGS]
+    key = hashlib.sha256(source + repr((version, attempts, _cpu_id())).encode()).hexdigest()
+    path = cache_dir() / f"lstm_fused-{key[:20]}.so"
+    if path.exists():
+        return path, True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for flags in attempts:
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+        os.close(fd)
+        proc = subprocess.run([cxx, *flags, "-o", tmp, str(SOURCE)], capture_output=True,
+                              text=True, timeout=300)
+        if proc.returncode == 0:
+            os.replace(tmp, path)  # atomic: concurrent builders leave one complete library
+            return path, False
+        os.unlink(tmp)
+        errors.append(proc.stderr.strip()[-2000:])
+    raise RuntimeError("compiling the fused LSTM kernel failed:\n" + "\n".join(errors))
+
+
+def _load() -> None:
+    info: dict = {"available": False, "seconds": 0.0, "cached": False, "path": None,
+                  "error": None}
+    lib = None
+    t0 = time.perf_counter()
+    try:
+        cxx = _compiler()
+        if cxx is None:
+            raise RuntimeError("no C++ compiler found ($CXX, c++, g++, clang++)")
+        path, cached = _build(cxx)
+        lib = ctypes.CDLL(str(path))
+        lib.lft_lstm_step.restype = ctypes.c_int
+        info.update(available=True, cached=cached, path=str(path))
+    except Exception as e:  # noqa: BLE001 - any failure means: use the reference kernel
+        info["error"] = f"{type(e).__name__}: {e}"
+        warnings.warn(f"lft: fused LSTM kernel unavailable, using the reference kernel "
+                      f"({info['error'][:300]})", RuntimeWarning, stacklevel=3)
+    info["seconds"] = time.perf_counter() - t0
+    if lib is not None:
+        _log.info("fused LSTM kernel %s in %.2f s: %s",
+                  "loaded from the cache" if info["cached"] else "compiled",
+                  info["seconds"], info["path"])
+    _KERNEL.update(lib=lib, info=info)
+
+
+def kernel():
+    """The compiled kernel (a ``ctypes`` library), built at first use; ``None`` when disabled
+    (``LFT_NO_COMPILE``) or unavailable."""
+    if disabled():
+        return None
+    if not _KERNEL:
+        _load()
+    return _KERNEL["lib"]
+
+
+def compile_info() -> dict:
+    """The first use's build: ``available``, ``seconds`` (compile or cache load, wall time),
+    ``cached`` (found already built), ``path`` and ``error``; builds now if not yet tried."""
+    if disabled():
+        return {"available": False, "seconds": 0.0, "cached": False, "path": None,
+                "error": "disabled by LFT_NO_COMPILE"}
+    kernel()
+    return dict(_KERNEL["info"])
+
+
+def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(None if t is None else t.data_ptr())
+
+
+def _pack(rule, role_col: int | None) -> tuple[torch.Tensor, torch.Tensor | None,
+                                               torch.Tensor | None]:
+    """Gate weights as one ``(hidden, K, 4)`` block per layer (gates i, f, g, o, role columns
+    removed), biases as ``(hidden, 4)`` per layer, and the role table ``(N_ROLES, hidden, 4)``
+    (role columns plus the first layer's bias), all float32 and contiguous."""
+    h, ws, bs, table = rule.hidden, [], [], None
+    for i, cell in enumerate(rule.cells):
+        w = cell.weight.detach()
+        if i == 0 and role_col is not None:
+            cols = w[:, role_col:role_col + N_ROLES]
+            table = cols.reshape(4, h, N_ROLES).permute(2, 1, 0)
+            w = torch.cat([w[:, :role_col], w[:, role_col + N_ROLES:]], 1)
+        ws.append(w.reshape(4, h, -1).permute(1, 2, 0).reshape(-1))
+        if cell.bias is not None:
+            bs.append(cell.bias.detach().reshape(4, h).t().reshape(-1))
+    if table is not None:
+        if bs:
+            table = table + bs[0].reshape(h, 4)
+        table = table.contiguous()
+    bias = torch.cat(bs).contiguous() if bs else None
+    return torch.cat(ws).contiguous(), bias, table
+
+
+def supported(rule, grad: torch.Tensor, state: tuple, theta: torch.Tensor | None) -> bool:
+    """Whether the fused kernel can run this step (else the reference kernel does)."""
+    f32 = torch.float32
+    return (grad.device.type == "cpu" and grad.dtype == f32
+            and all(t.device.type == "cpu" and t.dtype == f32 for t in state)
+            and all(p.dtype == f32 and p.device.type == "cpu" for p in rule.parameters())
+            and rule.hidden <= MAX_HIDDEN
+            and feature_width(tuple(f for f in rule.features if f != "role")) <= MAX_INPUTS
+            and ("param" not in rule.features
+                 or (theta is not None and theta.dtype == f32 and theta.shape == grad.shape))
+            and kernel() is not None)
+
+
+def fused_step(rule, grad: torch.Tensor, state: tuple, theta: torch.Tensor | None,
+               role_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple] | None:
+    """One no-grad step of a :class:`~lft.rules.lstm.CoordinateLSTM`, fused; ``None`` when
+    the kernel cannot run it (the caller then runs the reference kernel).
+
+    ``role_ids``: with the ``role`` feature, the role index per coordinate of one period of
+    the flattened optimisee (``int32``; coordinate ``i`` has role ``role_ids[i % period]``).
+    Returns ``(delta, new_state)`` as :meth:`CoordinateLSTM.update` does.
+    """
+    if not supported(rule, grad, state, theta):
+        return None
+    lib = _KERNEL["lib"]
+    feats = rule.features
+    n_hc, hid, n, shape = 2 * rule.layers, rule.hidden, grad.numel(), grad.shape
+    g = grad.detach().reshape(-1).contiguous()
+    fstate = tuple(state[n_hc:])
+    m = v = m_new = v_new = None
+    bc1 = bc2 = 1.0
+    if "adam" in feats:
+        m, v, t = (s.detach() for s in fstate[:3])
+        t = t + 1  # the step counter and bias corrections as torch computes them (float32)
+        bc1, bc2 = (1 - 0.9 ** t).item(), (1 - 0.999 ** t).item()
+        m, v = m.reshape(-1).contiguous(), v.reshape(-1).contiguous()
+        m_new, v_new = torch.empty_like(g), torch.empty_like(g)
+        fstate = (m_new.view(shape), v_new.view(shape), t) + fstate[3:]
+    role_col = None
+    if "role" in feats:
+        if role_ids is None:
+            raise ValueError("fused_step: the 'role' feature needs role_ids")
+        k = feats.index("role")
+        role_col = feature_width(feats[:k])
+        role_ids = role_ids.to(torch.int32).contiguous()
+    th = theta.detach().reshape(-1).contiguous() if "param" in feats else None
+    wpack, bias, table = _pack(rule, role_col)
+    hb = rule.head.bias
+    p = rule.p
+    scal = torch.tensor([1.0 / p, torch.tensor(-p).exp().item(), torch.tensor(p).exp().item(),
+                         rule.raw_scale, 1 - 0.9, 0.999, 1 - 0.999, bc1, bc2, 1e-8 * 1e-8,
+                         0.0 if hb is None else hb.item(), rule.output_scale],
+                        dtype=torch.float32)
+    hc_in = [s.detach().reshape(hid, n).contiguous() for s in state[:n_hc]]
+    new_hc = torch.empty(n_hc, hid, n)  # one allocation, as the reference kernel
+    out = torch.empty(n)
+    codes = torch.tensor([FEATURE_CODES[f] for f in feats if f != "role"], dtype=torch.int32)
+    ptrs_in = (ctypes.c_void_p * n_hc)(*(t.data_ptr() for t in hc_in))
+    ptrs_out = (ctypes.c_void_p * n_hc)(*(new_hc[i].data_ptr() for i in range(n_hc)))
+    head_w = rule.head.weight.detach().reshape(-1).contiguous()
+    rc = lib.lft_lstm_step(
+        ctypes.c_long(n), ctypes.c_int(hid), ctypes.c_int(rule.layers),
+        ctypes.c_int(codes.numel()), _ptr(codes), _ptr(g), _ptr(th), _ptr(m), _ptr(v),
+        _ptr(m_new), _ptr(v_new), _ptr(role_ids),
+        ctypes.c_long(role_ids.numel() if role_ids is not None else 1), ptrs_in, ptrs_out,
+        _ptr(wpack), _ptr(bias), _ptr(table), _ptr(head_w), ctypes.c_int(int(rule.bounded)),
+        _ptr(scal), _ptr(out))
+    if rc != 0:
+        raise RuntimeError(f"fused LSTM kernel refused its arguments (code {rc})")
+    hc = tuple(t.view(hid, *shape) for t in new_hc.unbind(0))
+    return out.view(shape), hc + fstate
