@@ -60,7 +60,9 @@ VARIANTS = {
     "head3-0": (0, "uniform", head(3.0)),
     "head10-decay-0": (0, "uniform", head(10.0, DECAY)),
     "head3-decay-0": (0, "uniform", head(3.0, DECAY)),
+    "head10-mid-0": (0, "uniform", head(10.0, [4.0] * 2 + [2.0] * 3 + [1.0] * 15)),
     "head10": (100, "uniform", head(10.0)),
+    "head10-early3": (100, [3.0] * 10 + [1.0] * 10, head(10.0)),
     "head10-decay": (100, "uniform", head(10.0, DECAY)),
     "head3-decay": (100, "uniform", head(3.0, DECAY)),
 }
