@@ -170,6 +170,31 @@ def test_victim_then_attack_on_a_user_source(capsys, tmp_path, idx_dir):
     assert load_file(str(tmp_path / "two.safetensors"))["deltas"].shape == (2, 1, 12, 12)
 
 
+def test_meta_train_and_evaluate_uap_tasks_on_a_user_source(capsys, tmp_path, idx_dir):
+    """``lft train|evaluate --task uap --source PATH --victim V``: the UAP family on a user's
+    images; evaluate takes the checkpoint's own lam unless --lam is given."""
+    import json
+
+    victim = tmp_path / "V.safetensors"
+    assert run(capsys, "victims", "train", "--source", idx_dir, "--out", victim,
+               "--quiet")[0] == 0
+    out = tmp_path / "run"
+    status, _, err = run(capsys, "train", "--task", "uap", "--source", idx_dir, "--victim",
+                         victim, "--lam", "0.003", "--iterations", 2, "--meta-batch", 2,
+                         "--horizon", 2, "--out", out, "--quiet")
+    assert status == 0, err
+    family = json.loads((out / "config.json").read_text())["family"]
+    assert family["task"] == "uap" and family["source"] == str(idx_dir)
+    assert family["victim"] == str(victim) and family["lam"] == 0.003
+    status, text, err = run(capsys, "evaluate", out / "checkpoint.safetensors", "--task", "uap",
+                            "--source", idx_dir, "--victim", victim, "--tasks", 4, "--steps",
+                            2, "--json", tmp_path / "rows.json", "--quiet")
+    assert status == 0, err
+    assert "on uap-" in text and "held-out tasks" in text
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert rows["config"]["family"]["lam"] == 0.003  # the checkpoint's own
+
+
 def test_uap_family_refuses_a_victim_of_other_images(tmp_path, idx_dir):
     from lft.tasks.victims import save_victim, train_victim
 
@@ -194,6 +219,10 @@ def test_uap_family_refuses_a_victim_of_other_images(tmp_path, idx_dir):
     (["evaluate", "images-fo-lft", "--task", "mnist", "--source", "{idx}"],
      "--task mnist is a named family"),
     (["victims", "train", "--source", "{idx}"], "needs a file name"),
+    (["train", "--task", "uap", "--source", "{idx}"], "--task uap needs --victim"),
+    (["train", "--task", "classification", "--source", "{idx}", "--lam", "0.1"],
+     "--task classification has neither"),
+    (["train", "--task", "sine", "--victim", "{tmp}/v.safetensors"], "--task sine is a named"),
     (["victims", "train", "--source", "{mixed}", "--out", "{tmp}/v.safetensors"],
      "train images are 12x12x1 but test images are 14x14x1"),
     (["attack", "--victim", "{tmp}/none.safetensors", "--source", "{idx}", "--rule", "adam"],

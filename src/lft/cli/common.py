@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lft.validation import one_line, positive_arg
+from lft.validation import non_negative_arg, one_line, positive_arg
 
 
 class UserError(Exception):
@@ -38,41 +38,69 @@ def add_data_dir(parser: argparse.ArgumentParser, help: str | None = None) -> No
         "image data folder (default $LFT_DATA_DIR, else the user cache folder)"))
 
 
-def add_source(parser: argparse.ArgumentParser, shots: bool = False,
-               queries: int | None = 15) -> None:
-    """``--source`` (a named data set or the path of a user's image source), ``--model`` and
-    ``--ways`` of ``--task classification`` (and ``--shots``/``--queries`` when asked)."""
+def add_source(parser: argparse.ArgumentParser, shots: bool = False) -> None:
+    """``--source`` (a named data set or the path of a user's image source), ``--model``,
+    ``--ways``, ``--victim`` and ``--lam`` of ``--task classification|uap`` (and ``--shots``/
+    ``--queries`` when asked)."""
     parser.add_argument("--source", default=None, metavar="PATH|NAME", help=(
-        "image source of --task classification: mnist, cifar10, or your own: an IDX folder "
+        "image source of --task classification|uap: mnist, cifar10, or your own: an IDX folder "
         "like MNIST's, an image tree train/<class>/*.png + test/..., CIFAR-style batches, or "
         "a .tar.gz of one"))
     parser.add_argument("--model", default=None, choices=("mlp", "conv4", "lenet5"),
                         help="classifier of --task classification (default mlp)")
     parser.add_argument("--ways", type=positive_arg(int), default=2,
                         help="classes per task (default 2)")
+    parser.add_argument("--victim", default=None, metavar="V.safetensors",
+                        help="victim classifier of --task uap (lft victims train --source PATH "
+                             "--out V.safetensors)")
+    parser.add_argument("--lam", type=non_negative_arg, default=None,
+                        help="weight of ||delta||^2 in the loss of --task uap (default: the "
+                             "checkpoint's own, else 0.01)")
     if shots:
         parser.add_argument("--shots", type=positive_arg(int), default=5,
                             help="fine-tuning images per class (default 5)")
-        parser.add_argument("--queries", type=positive_arg(int), default=queries,
-                            help=f"validation images per class, and as many test images "
-                                 f"(default {queries})")
+        parser.add_argument("--queries", type=positive_arg(int), default=None,
+                            help="validation images per class, and as many test images "
+                                 "(default 15; 10 for --task uap)")
 
 
-def source_family(a):
-    """The family of ``--task classification --source ...`` (``None`` for a named ``--task``,
-    after refusing ``--source``/``--model`` with it)."""
+def source_family(a, uap: dict | None = None):
+    """The family of ``--task classification|uap --source ...`` (``None`` for a named
+    ``--task``, after refusing the options of a source with it). ``uap``: the UAP loss
+    settings (``lam``, ``queries``) a UAP task takes unless the options give them, e.g. those a
+    fine-tuner was meta-trained with."""
     from lft.tasks import build_family
+    from lft.tasks.presets import SOURCE_TASKS, UAP_DEFAULTS
 
-    if getattr(a, "task", None) != "classification":
-        if a.source is not None or a.model is not None:
-            named = f"--task {a.task} is a named family" if a.task else "no --task was given"
-            raise UserError(f"--source/--model choose the data and model of --task "
-                            f"classification, and {named}; fix: pass --task classification "
-                            "--source PATH")
+    task = getattr(a, "task", None)
+    if task not in SOURCE_TASKS:
+        given = [f"--{k}" for k in ("source", "model", "victim", "lam")
+                 if getattr(a, k, None) is not None]
+        if given:
+            named = f"--task {task} is a named family" if task else "no --task was given"
+            raise UserError(f"{'/'.join(given)} choose the data, model or victim of --task "
+                            f"classification|uap, and {named}; fix: pass --task classification "
+                            "(or uap --victim V.safetensors) --source PATH")
         return None
     if a.source is None:
-        raise UserError("--task classification needs --source PATH (or mnist, cifar10)")
+        raise UserError(f"--task {task} needs --source PATH (or mnist, cifar10)")
+    sizes = {k: getattr(a, k) for k in ("shots", "queries") if getattr(a, k, None) is not None}
+    if task == "uap":
+        if a.model is not None:
+            raise UserError("--model chooses the classifier of --task classification; a UAP "
+                            "task fine-tunes a perturbation against --victim")
+        if a.victim is None:
+            raise UserError("--task uap needs --victim V.safetensors, a classifier of the "
+                            "source's images; fix: lft victims train --source PATH --out "
+                            "V.safetensors")
+        settings = {**UAP_DEFAULTS, **(uap or {}), **sizes}
+        if a.lam is not None:
+            settings["lam"] = a.lam
+        return build_family({**settings, "task": "uap", "source": a.source, "victim": a.victim,
+                             "ways": a.ways, "data_dir": a.data_dir})
+    if a.victim is not None or a.lam is not None:
+        raise UserError("--victim/--lam set the victim and loss of --task uap; --task "
+                        "classification has neither")
     config = {"task": "classification", "source": a.source, "model": a.model or "mlp",
-              "ways": a.ways, "data_dir": a.data_dir}
-    config.update({k: getattr(a, k) for k in ("shots", "queries") if hasattr(a, k)})
+              "ways": a.ways, "data_dir": a.data_dir, **sizes}
     return build_family(config)

@@ -56,9 +56,9 @@ def cmd_evaluate(a) -> int:
 
     if a.json and Path(a.json).is_dir():
         raise UserError(f"--json {a.json} is a folder; pass a file name such as rows.json")
-    own = source_family(a) if (a.task == "classification" or a.source is not None
-                                or a.model is not None) else None
     path = pretrained.resolve(a.checkpoint)
+    own = source_family(a, uap=_uap_settings(checkpoint.read(path)[1]["family"])
+                        if a.task == "uap" else None)
     method, family, extra = checkpoint.load(path, a.data_dir, family=own)
     method_family_config = family.config() if own is None else checkpoint.read(path)[1]["family"]
     if a.task and own is None:

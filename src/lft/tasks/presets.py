@@ -15,7 +15,7 @@ from lft.tasks.base import TaskFamily
 TASKS = ("sine", "mnist", "cifar10", "mnist+cifar10", "uap-mnist", "uap-cifar10",
          "uap-mnist+cifar10")
 #: Families over an image source given with ``--source`` (a name or a user's path)
-SOURCE_TASKS = ("classification",)
+SOURCE_TASKS = ("classification", "uap")
 #: UAP task settings of Table 1 (``lft.experiments.table1``), less what the arguments set
 UAP_DEFAULTS = {"victim": "default", "lam": 0.01, "queries": 10}
 
