@@ -111,6 +111,21 @@ def test_lft_evaluate_and_load_accept_a_pretrained_folder(tmp_path, capsys):
     assert "FO-LFT on sine" in text and "--tasks 500 --steps 20 --seed 0" in text
 
 
+def test_lft_export_writes_a_folder_that_loads_and_refuses_a_foreign_one(tmp_path, capsys):
+    assert main(["export", "sine-zo-lft", str(tmp_path / "zo"), "--repo-id", "me/zo"]) == 0
+    assert "written to" in capsys.readouterr().out
+    back, ref = FineTuner.from_pretrained(tmp_path / "zo"), FineTuner.load("sine-zo-lft")
+    assert back.zeroth_order and back.rule.config() == ref.rule.config()
+    assert all(torch.equal(a, b) for a, b in zip(back.rule.state_dict().values(),
+                                                 ref.rule.state_dict().values()))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert main(["export", "sine-fo-lft", str(tmp_path / "mine")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lft: error: ") and err.count("\n") == 1 and "overwrite" in err
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+
+
 def test_save_never_clobbers_a_foreign_folder(tmp_path):
     ft = FineTuner.load("sine-fo-lft")
     foreign = tmp_path / "mine"

@@ -21,7 +21,7 @@ from lft.validation import one_line
 #: The modules that add the sub-commands, in ``lft --help`` order.
 COMMAND_MODULES: tuple[str, ...] = ("lft.cli.train", "lft.cli.evaluate", "lft.cli.reproduce",
                                     "lft.cli.data", "lft.cli.analyze", "lft.cli.attack",
-                                    "lft.cli.plot")
+                                    "lft.cli.plot", "lft.cli.export")
 #: Commands that run tensors in this process and take ``--threads``.
 THREADED = ("train", "evaluate", "reproduce")
 
