@@ -38,9 +38,9 @@ def require_tensorboard(modules: tuple[str, ...] = TENSORBOARD_MODULES) -> None:
             importlib.import_module(name)
         except ImportError as e:
             raise TensorboardUnavailable(
-                f"--log tensorboard needs the tensorboard package, which does not import "
-                f"({e}); install it with `{INSTALL}` (or the extra: pip install -e "
-                f"'.[tensorboard]'), or log to metrics.jsonl only (--log jsonl)") from None
+                f"logging to tensorboard needs the tensorboard package, which does not import "
+                f"({e}); fix: `{INSTALL}` (or the extra: pip install -e '.[tensorboard]'), or "
+                "log to metrics.jsonl only") from None
 
 
 class FanOut:

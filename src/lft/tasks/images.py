@@ -81,7 +81,7 @@ def check_fits(module: nn.Module, image_shape: tuple[int, int, int], ways: int,
                what: str, where: str) -> None:
     """A forward pass of one blank image through ``module``: it must give ``(1, ways)``
     logits; anything else is one ``ValueError`` naming the model, the images and the fix."""
-    fix = "fix: choose a model that takes these images (--model mlp fits any size)"
+    fix = "fix: choose a model that takes these images (model 'mlp' fits any size)"
     try:
         with torch.no_grad():
             out = module(torch.zeros(1, *image_shape))
@@ -132,7 +132,7 @@ def build_classifier(model: str | Callable, image_shape: tuple[int, int, int], w
         except ValueError as e:
             raise ValueError(f"{where}: model {model} does not fit images of shape "
                              f"{c}x{h}x{w} (CxHxW): {e}; fix: choose a model that takes them "
-                             "(--model mlp fits any size)") from None
+                             "(model 'mlp' fits any size)") from None
     check_fits(module, (c, h, w), ways, name, where)
     return FlatModel(module), name
 

@@ -235,9 +235,9 @@ def resolve_victim(victim, source: str, data_dir: str | None = None):
     if victim in VICTIMS:
         if source not in SOURCES:
             raise ValueError(f"victim {victim!r} is the cached LeNet-5 of a named source, and "
-                             f"{source} is a user's source; fix: train one with 'lft victims "
-                             "train --source PATH --out V.safetensors' and pass victim=V."
-                             "safetensors")
+                             f"{source} is a user's source; fix: train one on it "
+                             "(lft.tasks.victims.train_or_reuse, or the lft victims train "
+                             "command) and pass victim='V.safetensors'")
         return load_victim(source, data_dir, quick=victim == "quick", train_if_missing=True,
                            progress=True)
     return read_victim(victim)

@@ -305,7 +305,7 @@ def train_or_reuse(source, data_dir: str | Path | None = None,
     named = isinstance(source, str) and source in SOURCES
     if path is None and not named:
         raise ValueError("a victim of a user's image source needs a file name; fix: pass "
-                         "--out V.safetensors (path=...)")
+                         "path='V.safetensors'")
     path = Path(path) if path is not None else victim_path(source, quick)
     if path.is_file() and not force:
         old = read_victim(path)
