@@ -129,15 +129,20 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3g} ms"
 
 
-def script_main(doc: str, run: Callable[[bool, torch.device], dict], argv=None) -> int:
-    """The command line of a benchmark script: ``[--quick] [--device auto|cpu|cuda]``."""
+def script_main(doc: str, run: Callable[..., dict], argv=None,
+                data_dir: str | None = None) -> int:
+    """The command line of a benchmark script: ``[--quick] [--device auto|cpu|cuda]``, and
+    ``[--data-dir DIR]`` when ``data_dir`` (its default) is given: then ``run(quick, device,
+    data_dir)``, else ``run(quick, device)``."""
     import argparse
 
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--device", default="auto")
+    if data_dir is not None:
+        ap.add_argument("--data-dir", default=data_dir)
     args = ap.parse_args(argv)
     device = pick_device(args.device)
     setup(device)
-    run(args.quick, device)
+    run(args.quick, device, *([args.data_dir] if data_dir is not None else []))
     return 0

@@ -10,11 +10,10 @@ their times, measured round-robin like every other benchmark here.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
-from common import alternate, pick_device, setup
+from common import alternate, script_main
 from lstm_step import DATA_DIR
 
 from lft import Method, preset, pretrained
@@ -50,15 +49,7 @@ def run(quick: bool, device: torch.device, data_dir: str = DATA_DIR) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--data-dir", default=DATA_DIR)
-    args = ap.parse_args(argv)
-    device = pick_device(args.device)
-    setup(device)
-    run(args.quick, device, args.data_dir)
-    return 0
+    return script_main(__doc__, run, argv, data_dir=DATA_DIR)
 
 
 if __name__ == "__main__":

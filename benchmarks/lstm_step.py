@@ -12,12 +12,11 @@ same run (``lstm_step_fraction_of_matmul_peak``).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
-from common import alternate, batch_to, ms, pick_device, setup
+from common import alternate, batch_to, ms, script_main
 
 from lft import Method, SineFamily, preset
 from lft.oracles import FirstOrder
@@ -148,15 +147,7 @@ def run(quick: bool, device: torch.device, data_dir: str = DATA_DIR) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--data-dir", default=DATA_DIR)
-    args = ap.parse_args(argv)
-    device = pick_device(args.device)
-    setup(device)
-    run(args.quick, device, args.data_dir)
-    return 0
+    return script_main(__doc__, run, argv, data_dir=DATA_DIR)
 
 
 if __name__ == "__main__":
