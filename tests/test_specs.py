@@ -146,3 +146,12 @@ def test_a_bad_job_is_refused_at_construction_naming_the_field():
     assert "record applies to tests" in _one_line_error(job.replace, record=[0])
     with pytest.raises(dataclasses.FrozenInstanceError):
         job.steps = 3
+
+
+def test_lists_of_choices_are_checked():
+    assert "train entry 'svhn'" in _one_line_error(resolve_profile, budgets.PROFILES, "paper",
+                                                   {"train": ["svhn"]})
+    assert "train must be a non-empty list" in _one_line_error(
+        resolve_profile, budgets.PROFILES, "paper", {"train": []})
+    assert "only entry 'ZO-LFT seed 1'" in _one_line_error(
+        resolve_profile, figure4.PROFILES, "paper", {"only": ["ZO-LFT seed 1"]})

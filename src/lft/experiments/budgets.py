@@ -102,11 +102,7 @@ class BudgetsProfile(Profile):
         if self.base_budget is not None:
             validation.choice("base_budget", self.base_budget, self.budgets, where=self._where)
         if self.train is not None:
-            if not isinstance(self.train, list | tuple) or not self.train:
-                raise ValueError(f"{self._where}: train must be a non-empty list of sources "
-                                 f"from {sorted(TRAIN)}, got {self.train!r}")
-            for source in self.train:
-                validation.choice("train source", source, TRAIN, where=self._where)
+            self._choices("train", TRAIN)
 
 
 PROFILES: dict[str, BudgetsProfile] = {

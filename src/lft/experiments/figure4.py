@@ -118,8 +118,7 @@ class Figure4Profile(Profile):
         if self.meta_seeds is not None:
             self._int("meta_seeds")
         if self.only is not None:
-            for label in self.only:
-                validation.choice("method in only", label, PAPER_COST_S, where=self._where)
+            self._choices("only", PAPER_COST_S)
 
 
 #: Each profile: meta-training iterations per method, meta-batch, test tasks, tuning budget,

@@ -96,6 +96,15 @@ class Profile:
     def _choice(self, name: str, options: Iterable) -> None:
         v.choice(name, getattr(self, name), list(options), where=self._where)
 
+    def _choices(self, name: str, options: Iterable) -> None:
+        """Field ``name`` is a non-empty list of entries from ``options``."""
+        values, options = getattr(self, name), list(options)
+        if not isinstance(values, list | tuple) or not values:
+            raise ValueError(f"{self._where}: {name} must be a non-empty list from "
+                             f"{options}, got {values!r}")
+        for x in values:
+            v.choice(f"{name} entry", x, options, where=self._where)
+
     def _keys(self, name: str, required: Iterable[str]) -> dict:
         """Field ``name`` is a dict with (at least) the ``required`` keys."""
         d = v.mapping(name, getattr(self, name), where=self._where)
