@@ -197,9 +197,11 @@ def run_jobs(jobs: list, workers: int = 1, progress: bool = True,
     """Run ``jobs``; with ``workers > 1`` in separate processes of one thread each: the one
     job runner of the reproductions.
 
-    Workers take the jobs of largest :func:`priorities` first, which shortens the run when a
-    few jobs dominate; a job whose ``after`` names another's label starts once that job has finished
-    (e.g. one that warm-starts from its checkpoint). Results come back in the order of ``jobs``.
+    ``jobs`` are :class:`~lft.experiments.jobs.MethodJob` (or plain dicts, for ``run``s of
+    other kinds). Workers take the jobs of largest :func:`priorities` first, which shortens
+    the run when a few jobs dominate; a job whose ``after`` names another's label starts once
+    that job has finished (e.g. one that warm-starts from its checkpoint). Results come back
+    in the order of ``jobs``.
     ``store`` (optional) keeps each finished job's record and, resuming, supplies those of the
     jobs a killed run had finished (:class:`~lft.experiments.jobstore.JobStore`). ``run``
     (default :func:`run_job`) is the module-level function ``run(job, resume=False)`` that runs
