@@ -23,6 +23,7 @@ per-task curves, checkpoints and logs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -31,8 +32,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from lft import validation
 from lft.data.sources import SOURCES
+from lft.experiments.jobs import MethodJob
 from lft.experiments.jobstore import JobStore
+from lft.experiments.profiles import Profile, optional
 from lft.experiments.results import (
     curve_rows,
     machine,
@@ -56,20 +60,67 @@ TITLES = {"mnist": "MNIST, MLP", "cifar10": "CIFAR-10, Conv-4",
           "mnist+cifar10": "MNIST+CIFAR-10"}
 METRICS = ("accuracy", "loss")
 
-PROFILES: dict[str, dict] = {
-    "quick": {"budgets": [1, 2, 5], "iterations": 2, "meta_batch": 2, "meta_seeds": 2,
-              "meta_lr": 3e-3, "lr_decay": 0.1, "test_tasks": 20, "tune_tasks": 10,
-              "grid": [0.001, 0.002, 0.004, 0.008], "eval_chunk": 10, "workers": 2},
-    "paper": {"budgets": [1, 2, 5, 10, 20], "iterations": 100, "meta_batch": 4,
-              "meta_seeds": 3, "meta_lr": 3e-3, "lr_decay": 0.1, "test_tasks": 500,
-              "tune_tasks": 100,
-              "grid": [0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064],
-              "eval_chunk": 10, "workers": 2},
+@dataclasses.dataclass(frozen=True)
+class BudgetsProfile(Profile):
+    """One profile of ``budgets`` (validated at construction; see
+    :mod:`lft.experiments.profiles`).
+
+    Attributes:
+        budgets: the reported steps k (increasing); the last is the fine-tuning horizon.
+        iterations, meta_batch, meta_lr, lr_decay: the learned rules' meta-training.
+        meta_seeds: learned rules per training source, one meta-seed each.
+        test_tasks: held-out test tasks per source; ``tune_tasks``: meta-training tasks
+            Adam is tuned on, for every budget, from ``grid``.
+        eval_chunk: test tasks run at once; ``workers``: worker processes.
+        base_budget: the budget whose tuned Adam rate the residual rule's base starts at
+            (default: the whole-horizon choice); one of ``budgets``.
+        train: the training sources (default all of :data:`TRAIN`).
+    """
+
+    ARTEFACT = ARTEFACT
+
+    budgets: list
+    iterations: int
+    meta_batch: int
+    meta_seeds: int
+    meta_lr: float
+    lr_decay: float
+    test_tasks: int
+    tune_tasks: int
+    grid: list
+    eval_chunk: int
+    workers: int
+    base_budget: int | None = optional()
+    train: list | None = optional()
+
+    def __post_init__(self):
+        self._steps("budgets")
+        self._int("iterations", "meta_batch", "meta_seeds", "test_tasks", "tune_tasks",
+                  "eval_chunk", "workers")
+        self._number("meta_lr", "lr_decay")
+        self._grid("grid")
+        if self.base_budget is not None:
+            validation.choice("base_budget", self.base_budget, self.budgets, where=self._where)
+        if self.train is not None:
+            self._choices("train", TRAIN)
+
+
+PROFILES: dict[str, BudgetsProfile] = {
+    "quick": BudgetsProfile(
+        budgets=[1, 2, 5], iterations=2, meta_batch=2, meta_seeds=2, meta_lr=3e-3,
+        lr_decay=0.1, test_tasks=20, tune_tasks=10, grid=[0.001, 0.002, 0.004, 0.008],
+        eval_chunk=10, workers=2),
+    "paper": BudgetsProfile(
+        budgets=[1, 2, 5, 10, 20], iterations=100, meta_batch=4, meta_seeds=3, meta_lr=3e-3,
+        lr_decay=0.1, test_tasks=500, tune_tasks=100,
+        grid=[0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064],
+        eval_chunk=10, workers=2),
 }
 #: ``paper-mid``: the paper profile's CIFAR-10 rule with its base at the rate tuned for the
 #: middle budget (k = 10) instead of the whole horizon: a faster start the learned schedule
 #: can slow down later (on MNIST both choices are the same rate, 0.002)
-PROFILES["paper-mid"] = {**PROFILES["paper"], "base_budget": 10, "train": ["cifar10"]}
+PROFILES["paper-mid"] = dataclasses.replace(PROFILES["paper"], base_budget=10,
+                                            train=["cifar10"])
 
 #: single-thread seconds per meta-training task (meta-batch 4, 20 steps) and per 500 test
 #: tasks of 20 steps, measured on this 2-core machine; used only to deal long jobs first
@@ -82,13 +133,13 @@ def _tune(args: tuple) -> tuple[str, dict, dict]:
     configure_allocator()
     torch.set_num_threads(1)
     family = build_family(family_config(source, data_dir))
-    best, scores = tune_per_budget(preset("adam", horizon=prof["budgets"][-1]), family,
-                                   prof["grid"], prof["budgets"], n_tasks=prof["tune_tasks"],
-                                   seed=seed, chunk=prof["eval_chunk"])
+    best, scores = tune_per_budget(preset("adam", horizon=prof.budgets[-1]), family,
+                                   prof.grid, prof.budgets, n_tasks=prof.tune_tasks,
+                                   seed=seed, chunk=prof.eval_chunk)
     return source, best, scores
 
 
-def tune_rivals(prof: dict, seed: int, data_dir: str | None, workers: int) -> dict:
+def tune_rivals(prof: BudgetsProfile, seed: int, data_dir: str | None, workers: int) -> dict:
     """Per-budget Adam tuning on each source's meta-training tasks (one process per source)."""
     args = [(s, prof, seed, data_dir) for s in SOURCES]
     if workers > 1:
@@ -110,43 +161,42 @@ def base_rate(tuning: dict, train: str, budget: int | None = None) -> float:
     return min(pooled, key=pooled.get)
 
 
-def make_jobs(prof: dict, tuning: dict, out: Path, seed: int, data_dir: str | None
-              ) -> list[dict]:
+def make_jobs(prof: BudgetsProfile, tuning: dict, out: Path, seed: int, data_dir: str | None
+              ) -> list[MethodJob]:
     """The learned rules (one per training source and meta-seed) and every Adam rival."""
-    steps = prof["budgets"][-1]
-    record = sorted({0, *prof["budgets"]})
+    steps = prof.budgets[-1]
+    record = sorted({0, *prof.budgets})
     tests = {s: family_config(s, data_dir) for s in SOURCES}
-    common = {"out": str(out), "steps": steps, "test_tasks": prof["test_tasks"], "seed": seed,
-              "test_seed": seed, "eval_chunk": prof["eval_chunk"], "record": record}
+    common = {"out": str(out), "steps": steps, "test_tasks": prof.test_tasks, "seed": seed,
+              "test_seed": seed, "eval_chunk": prof.eval_chunk, "record": record}
     jobs = []
-    for train in prof.get("train", list(TRAIN)):
+    for train in prof.train or list(TRAIN):
         test_sources = TRAIN[train]
-        lr = base_rate(tuning, train, prof.get("base_budget"))
-        for meta_seed in range(prof["meta_seeds"]):
+        lr = base_rate(tuning, train, prof.base_budget)
+        for meta_seed in range(prof.meta_seeds):
             cfg = preset("lft+adam", base_lr=lr, horizon=steps)
             cfg.rule = with_lstm_options(cfg.rule, IMAGE_RULE)
-            train_cfg = {"iterations": prof["iterations"], "meta_batch": prof["meta_batch"],
-                         "meta_lr": prof["meta_lr"], "clip": 1.0, "seed": meta_seed,
-                         "log_every": 10, "lr_decay": prof["lr_decay"]}
-            jobs.append({**common, "label": f"{cfg.label} [{train}] seed {meta_seed}",
-                         "family": family_config(train, data_dir), "method": cfg.to_dict(),
-                         "train": train_cfg, "tests": {s: tests[s] for s in test_sources},
-                         "train_source": train, "meta_seed": meta_seed,
-                         "estimate_s": prof["iterations"] * prof["meta_batch"]
-                         * TRAIN_S_PER_TASK + sum(TEST_S[s] for s in test_sources)
-                         * prof["test_tasks"] / 500 * steps / 20})
+            train_cfg = {"iterations": prof.iterations, "meta_batch": prof.meta_batch,
+                         "meta_lr": prof.meta_lr, "clip": 1.0, "seed": meta_seed,
+                         "log_every": 10, "lr_decay": prof.lr_decay}
+            jobs.append(MethodJob(
+                **common, label=f"{cfg.label} [{train}] seed {meta_seed}",
+                family=family_config(train, data_dir), method=cfg.to_dict(), train=train_cfg,
+                tests={s: tests[s] for s in test_sources}, train_source=train,
+                meta_seed=meta_seed,
+                estimate_s=prof.iterations * prof.meta_batch * TRAIN_S_PER_TASK
+                + sum(TEST_S[s] for s in test_sources) * prof.test_tasks / 500 * steps / 20))
     for source in SOURCES:
         for lr in sorted(set(tuning[source]["best"].values())):
             cfg = preset("adam", base_lr=lr, horizon=steps)
-            jobs.append({**common, "label": f"Adam lr {lr:g} ({source})", "family": tests[source],
-                         "method": cfg.to_dict(), "tests": {source: tests[source]},
-                         "train_source": "none", "lr": lr,
-                         "estimate_s": 0.4 * TEST_S[source] * prof["test_tasks"] / 500
-                         * steps / 20})
+            jobs.append(MethodJob(
+                **common, label=f"Adam lr {lr:g} ({source})", family=tests[source],
+                method=cfg.to_dict(), tests={source: tests[source]}, train_source="none", lr=lr,
+                estimate_s=0.4 * TEST_S[source] * prof.test_tasks / 500 * steps / 20))
     return jobs
 
 
-def collect(jobs: list[dict], results: list[dict], tuning: dict, record: list[int]
+def collect(jobs: list[MethodJob], results: list[dict], tuning: dict, record: list[int]
             ) -> tuple[dict, dict]:
     """``learned[(train, test, meta_seed)]`` and ``rival[(test, k)]`` as ``{metric: Curve}``;
     the rival at budget ``k`` is Adam at the learning rate tuned for ``k``."""
@@ -154,10 +204,10 @@ def collect(jobs: list[dict], results: list[dict], tuning: dict, record: list[in
     for job, res in zip(jobs, results):
         for test, curves in res["tests"].items():
             cs = {m: Curve(m, torch.tensor(curves[m]), record) for m in METRICS}
-            if job["train_source"] == "none":
-                adam[(test, job["lr"])] = cs
+            if job.train_source == "none":
+                adam[(test, job.lr)] = cs
             else:
-                learned[(job["train_source"], test, job["meta_seed"])] = cs
+                learned[(job.train_source, test, job.meta_seed)] = cs
     rival = {(test, k): adam[(test, tuning[test]["best"][k])]
              for test in SOURCES for k in tuning[test]["best"]}
     return learned, rival
@@ -312,30 +362,30 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     prof, out = start_run(PROFILES, ARTEFACT, profile, SOURCES, data_dir, out,
                           profile_overrides)
     started, t0 = utc_now(), time.perf_counter()
-    workers = workers or min(prof["workers"], os.cpu_count() or 1)
+    workers = workers or min(prof.workers, os.cpu_count() or 1)
     if progress:
-        print(f"tuning Adam per budget on meta-training tasks ({len(prof['grid'])} rates, "
-              f"{prof['tune_tasks']} tasks per source)", flush=True)
+        print(f"tuning Adam per budget on meta-training tasks ({len(prof.grid)} rates, "
+              f"{prof.tune_tasks} tasks per source)", flush=True)
     tuning = tune_rivals(prof, seed, data_dir, workers)
     jobs = make_jobs(prof, tuning, out, seed, data_dir)
     if progress:
-        est = makespan_s([j["estimate_s"] for j in jobs], workers) / 60
+        est = makespan_s([j.estimate_s for j in jobs], workers) / 60
         print(f"{len(jobs)} jobs, estimated {est:.0f} min on {workers} workers", flush=True)
     results = run_jobs(jobs, workers=workers, progress=progress,
                        store=JobStore(out / "jobs", resume))
-    record = sorted({0, *prof["budgets"]})
+    record = sorted({0, *prof.budgets})
     learned, rival = collect(jobs, results, tuning, record)
-    rows = make_rows(learned, rival, tuning, prof["budgets"])
+    rows = make_rows(learned, rival, tuning, prof.budgets)
     wall = time.perf_counter() - t0
     outcomes = [{k: v for k, v in r.items() if k not in ("curves", "tests")} for r in results]
-    config = {"profile": prof, "workers": workers, "data_dir": data_dir,
+    config = {"profile": prof.to_dict(), "workers": workers, "data_dir": data_dir,
               "tuning": {s: {"best": {str(k): lr for k, lr in t["best"].items()},
                              "best_auc": t["best_auc"],
                              "auc": {str(lr): v for lr, v in t["auc"].items()},
                              "loss_at_k": {str(k): {str(lr): v for lr, v in sc.items()}
                                            for k, sc in t["loss_at_k"].items()}}
                          for s, t in tuning.items()},
-              "jobs": [{k: v for k, v in j.items() if k != "out"} for j in jobs],
+              "jobs": [{k: v for k, v in j.to_dict().items() if k != "out"} for j in jobs],
               "outcomes": outcomes}
     doc = results_document(ARTEFACT, profile, seed, started, wall, config, rows)
     write_json(out / "results.json", doc)

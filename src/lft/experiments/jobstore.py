@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from lft.experiments.jobs import as_dict
 from lft.safefiles import atomic_path, atomic_write_bytes
 
 TENSOR, PAIRS = "__tensor__", "__pairs__"
@@ -55,9 +56,12 @@ def _key(k):
     return tuple(k) if isinstance(k, list) else k
 
 
-def describe(job: dict) -> str:
-    """A job's canonical JSON, what a stored record must match to be reused."""
-    return json.dumps(job, sort_keys=True, default=str)
+def describe(job) -> str:
+    """A job's canonical JSON, what a stored record must match to be reused: its fields
+    (:meth:`lft.experiments.jobs.MethodJob.to_dict` for a typed job, the dict itself for the
+    artefacts whose jobs are plain dicts) with sorted keys. A typed job describes itself as
+    the plain dict it replaced did, so records stored before it was typed are still reused."""
+    return json.dumps(as_dict(job), sort_keys=True, default=str)
 
 
 class JobStore:
@@ -68,13 +72,14 @@ class JobStore:
         self.resume = bool(resume)
         self.reused: list[str] = []
 
-    def _paths(self, job: dict) -> tuple[Path, Path]:
+    def _paths(self, job) -> tuple[Path, Path]:
         digest = hashlib.sha256(describe(job).encode()).hexdigest()[:16]
+        job = as_dict(job)
         stem = f"{job.get('label', job.get('kind', 'job'))}-{digest}"
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
         return self.folder / f"{safe}.json", self.folder / f"{safe}.safetensors"
 
-    def done(self, job: dict) -> dict | None:
+    def done(self, job) -> dict | None:
         """The stored record of ``job`` when resuming and it finished, else ``None``."""
         if self.folder is None or not self.resume:
             return None
@@ -86,10 +91,10 @@ class JobStore:
             return None
         if stored.get("job") != describe(job):
             return None
-        self.reused.append(job.get("label", "?"))
+        self.reused.append(as_dict(job).get("label", "?"))
         return _decode(stored["record"], tensors)
 
-    def save(self, job: dict, record: dict) -> None:
+    def save(self, job, record: dict) -> None:
         """Keep ``record`` of a finished ``job`` (tensors first, the JSON that marks it last)."""
         if self.folder is None:
             return

@@ -6,6 +6,7 @@ import copy
 import math
 from pathlib import Path
 
+from lft.experiments.profiles import Profile
 from lft.meta.evaluate import Curve
 from lft.reporting import (  # noqa: F401 - the reproductions' one import of the schema helpers
     git_commit,
@@ -24,18 +25,24 @@ def default_out(artefact: str, profile: str) -> Path:
     return Path("results") / (artefact if profile == "paper" else f"{artefact}-{profile}")
 
 
-def resolve_profile(profiles: dict[str, dict], name: str, overrides: dict | None = None) -> dict:
-    """A deep copy of the named profile with ``overrides`` applied; unknown names raise."""
+def resolve_profile(profiles: dict, name: str, overrides: dict | None = None):
+    """A copy of the named profile with ``overrides`` applied; unknown names raise.
+
+    A typed profile (:class:`~lft.experiments.profiles.Profile`) is resolved by
+    :meth:`~lft.experiments.profiles.Profile.resolve` (unknown or bad override fields raise
+    ``ValueError`` naming them); a plain-dict profile is deep-copied and updated."""
     if name not in profiles:
         raise ValueError(f"unknown profile {name!r}; choose from {sorted(profiles)}")
+    if isinstance(profiles[name], Profile):
+        return type(profiles[name]).resolve(profiles, name, overrides)
     prof = copy.deepcopy(profiles[name])
     prof.update(overrides or {})
     return prof
 
 
-def start_run(profiles: dict[str, dict], artefact: str, profile: str, sources,
+def start_run(profiles: dict, artefact: str, profile: str, sources,
               data_dir: str | None, out: str | Path | None, overrides: dict | None = None
-              ) -> tuple[dict, Path]:
+              ) -> tuple:
     """The resolved profile and the output folder of an image artefact's run: every source's
     data is checked first (the data layer's one-line error, before any work or folder)."""
     from lft.data import load_source

@@ -1,6 +1,8 @@
 """Run a set of method jobs (meta-train or tune, then evaluate), optionally in parallel.
 
-A job is a plain dict, so it can be shipped to a worker process; each job seeds its own
+A method job is a :class:`~lft.experiments.jobs.MethodJob` (typed, validated once, picklable,
+so it can be shipped to a worker process); :func:`run_jobs` also runs the artefacts whose jobs
+are still plain dicts (Table 1, uap-rivals) with their own ``run``. Each job seeds its own
 generators from the run seed and its name, so the numbers do not depend on how many workers
 run or in which order.
 """
@@ -16,18 +18,27 @@ import torch
 from tqdm.auto import tqdm
 
 from lft import checkpoint
+from lft.experiments.jobs import MethodJob
 from lft.experiments.jobstore import JobStore
 from lft.meta.evaluate import evaluate, tune_learning_rate
-from lft.meta.learners import Method, MethodConfig
+from lft.meta.learners import Method
 from lft.meta.trainer import MetaTrainer, TrainConfig
 from lft.perf import configure_allocator
 from lft.resume import Run, run_config
 from lft.tasks import build_family
 
 
-def job_key(job: dict) -> str:
+def job_key(job: MethodJob | dict) -> str:
     """A file-name-safe identifier of a job, e.g. ``fo-lft``."""
-    return job["label"].lower().replace("+", "-plus-")
+    return _get(job, "label").lower().replace("+", "-plus-")
+
+
+def _get(job: MethodJob | dict, name: str, default=None):
+    """Field ``name`` of a typed job or of a plain-dict one (``default`` when absent/off)."""
+    if isinstance(job, dict):
+        return job.get(name, default)
+    value = getattr(job, name, None)
+    return default if value is None else value
 
 
 def meta_train(method: Method, family, train_cfg: TrainConfig, out: str | Path, key: str,
@@ -44,54 +55,58 @@ def meta_train(method: Method, family, train_cfg: TrainConfig, out: str | Path, 
     return trainer, run.train(trainer, cfg, progress=progress)
 
 
-def run_job(job: dict, progress: bool = True, threads: int | None = None,
+def run_job(job: MethodJob | dict, progress: bool = True, threads: int | None = None,
             resume: bool = False) -> dict:
     """Meta-train (or tune) one method and evaluate it on the held-out test tasks.
 
-    ``job["tests"]`` (optional) maps names to family configurations to test on instead of the
-    training family: a fine-tuner meta-trained on one source tested on another; with
-    ``job["record"]`` (optional) only those steps are measured there. A job that neither
-    meta-learns nor has ``job["tune"]`` evaluates its rule as configured. ``resume``: continue
-    the meta-training a killed run left in ``job["out"]`` (see :func:`meta_train`).
+    ``job`` is a :class:`~lft.experiments.jobs.MethodJob` (a dict of its fields is read with
+    :meth:`~lft.experiments.jobs.MethodJob.from_dict`). ``job.tests`` (optional) maps names to
+    family configurations to test on instead of the training family: a fine-tuner
+    meta-trained on one source tested on another; with ``job.record`` (optional) only those
+    steps are measured there. A job that neither meta-learns nor has ``job.tune`` evaluates
+    its rule as configured. ``resume``: continue the meta-training a killed run left in
+    ``job.out`` (see :func:`meta_train`).
     """
+    if not isinstance(job, MethodJob):
+        job = MethodJob.from_dict(job)
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    family = build_family(job["family"])
-    cfg = MethodConfig.from_dict(job["method"])
-    out = Path(job["out"])
-    record: dict = {"label": job["label"], "name": cfg.name, "oracle": cfg.oracle_kind}
+    family = build_family(job.family)
+    cfg = job.method_config()
+    out = Path(job.out)
+    record: dict = {"label": job.label, "name": cfg.name, "oracle": cfg.oracle_kind}
     if cfg.learn_rule or cfg.learn_init:
-        train_cfg = TrainConfig(**job["train"])
+        train_cfg = job.train_config()
         method = Method(cfg, family, seed=train_cfg.seed)
-        if job.get("init_from"):
-            warm_start_init(method, job["init_from"])
-            record["init_from"] = job["init_from"]
-        more = {"init_from": job["init_from"]} if job.get("init_from") else {}
+        if job.init_from:
+            warm_start_init(method, job.init_from)
+            record["init_from"] = job.init_from
+        more = {"init_from": job.init_from} if job.init_from else {}
         trainer, ckpt = meta_train(method, family, train_cfg, out, job_key(job), resume,
                                    progress, **more)
         record.update(train_stats=dict(trainer.stats.__dict__), checkpoint=str(ckpt))
-    elif "tune" in job:
-        tune = job["tune"]
-        best, scores = tune_learning_rate(cfg, family, tune["grid"], steps=job["steps"],
-                                          n_tasks=tune["tasks"], seed=job["seed"],
-                                          chunk=job.get("eval_chunk"))
+    elif job.tune is not None:
+        tune = job.tune
+        best, scores = tune_learning_rate(cfg, family, tune["grid"], steps=job.steps,
+                                          n_tasks=tune["tasks"], seed=job.seed,
+                                          chunk=job.eval_chunk)
         cfg.rule["lr"] = best
-        method = Method(cfg, family, seed=job["seed"])
+        method = Method(cfg, family, seed=job.seed)
         record.update(tuned_lr=best, tuning_scores={str(k): v for k, v in scores.items()})
     else:  # a fixed rule (e.g. a learning rate tuned elsewhere): evaluate it as configured
-        method = Method(cfg, family, seed=job["seed"])
+        method = Method(cfg, family, seed=job.seed)
     record["method_config"] = cfg.to_dict()
-    if "tests" in job:  # evaluate on each named test family (e.g. other image sources)
+    if job.tests is not None:  # evaluate on each named test family (e.g. other image sources)
         record["tests"] = {}
-        for name, test_family in job["tests"].items():
-            curves = evaluate(method, build_family(test_family), n_tasks=job["test_tasks"],
-                              steps=job["steps"], seed=job["test_seed"], progress=progress,
-                              chunk=job.get("eval_chunk", 250), record=job.get("record"))
+        for name, test_family in job.tests.items():
+            curves = evaluate(method, build_family(test_family), n_tasks=job.test_tasks,
+                              steps=job.steps, seed=job.test_seed, progress=progress,
+                              chunk=_get(job, "eval_chunk", 250), record=job.record)
             record["tests"][name] = {k: c.values.tolist() for k, c in curves.items()}
     else:
-        curves = evaluate(method, family, n_tasks=job["test_tasks"], steps=job["steps"],
-                          seed=job["test_seed"], progress=progress)
+        curves = evaluate(method, family, n_tasks=job.test_tasks, steps=job.steps,
+                          seed=job.test_seed, progress=progress)
         record["curves"] = {k: c.values.tolist() for k, c in curves.items()}
     record["wall_time_s"] = time.perf_counter() - t0
     return record
@@ -108,28 +123,29 @@ def warm_start_init(method: Method, path: str | Path) -> None:
         method.init.theta0.copy_(tensors["init.theta0"])
 
 
-def _worker(job: dict, resume: bool = False) -> dict:
+def _worker(job: MethodJob, resume: bool = False) -> dict:
     configure_allocator()
     return run_job(job, progress=False, threads=1, resume=resume)
 
 
-def prerequisites(jobs: list[dict]) -> list[int | None]:
-    """For each job, the index of the job it waits for (``job["after"]`` names its label).
+def prerequisites(jobs: list) -> list[int | None]:
+    """For each job (typed or a dict), the index of the job it waits for (its ``after``
+    names that job's label).
 
     Raises ``ValueError`` for an ``after`` that names no job of the run.
     """
-    index = {j["label"]: i for i, j in enumerate(jobs) if "label" in j}
+    index = {_get(j, "label"): i for i, j in enumerate(jobs) if _get(j, "label") is not None}
     out: list[int | None] = []
     for j in jobs:
-        after = j.get("after")
+        after = _get(j, "after")
         if after is not None and after not in index:
-            raise ValueError(f"job {j['label']!r} runs after {after!r}, which is not a job of "
-                             f"this run; choose from {sorted(index)}")
+            raise ValueError(f"job {_get(j, 'label')!r} runs after {after!r}, which is not a "
+                             f"job of this run; choose from {sorted(index)}")
         out.append(None if after is None else index[after])
     return out
 
 
-def priorities(jobs: list[dict]) -> list[float]:
+def priorities(jobs: list) -> list[float]:
     """Each job's ``estimate_s`` plus its longest chain of dependants': a job that unblocks
     long work counts as long, so it starts early.
 
@@ -140,16 +156,17 @@ def priorities(jobs: list[dict]) -> list[float]:
 
     def total(i: int, seen: tuple[int, ...] = ()) -> float:
         if i in seen:
-            raise ValueError(f"jobs {[jobs[k]['label'] for k in seen]} wait for each other")
+            raise ValueError(f"jobs {[_get(jobs[k], 'label') for k in seen]} wait for each "
+                             "other; remove one of their after fields")
         if i not in prio:
-            prio[i] = float(jobs[i].get("estimate_s") or 0.0) + max(
+            prio[i] = float(_get(jobs[i], "estimate_s") or 0.0) + max(
                 (total(k, (*seen, i)) for k, b in enumerate(before) if b == i), default=0.0)
         return prio[i]
 
     return [total(i) for i in range(len(jobs))]
 
 
-def longest_first(jobs: list[dict], done: set[int] | None = None) -> list[int]:
+def longest_first(jobs: list, done: set[int] | None = None) -> list[int]:
     """Indices of the jobs not ``done`` that can start (their ``after`` job is ``done``), by
     decreasing :func:`priorities`, ties in list order; with ``done=None``, every job."""
     prio = priorities(jobs)
@@ -175,14 +192,16 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_jobs(jobs: list[dict], workers: int = 1, progress: bool = True,
+def run_jobs(jobs: list, workers: int = 1, progress: bool = True,
              store: JobStore | None = None, run=None, desc: str = "methods") -> list[dict]:
     """Run ``jobs``; with ``workers > 1`` in separate processes of one thread each: the one
     job runner of the reproductions.
 
-    Workers take the jobs of largest :func:`priorities` first, which shortens the run when a
-    few jobs dominate; a job with ``job["after"] = label`` starts once that job has finished
-    (e.g. one that warm-starts from its checkpoint). Results come back in the order of ``jobs``.
+    ``jobs`` are :class:`~lft.experiments.jobs.MethodJob` (or plain dicts, for ``run``s of
+    other kinds). Workers take the jobs of largest :func:`priorities` first, which shortens
+    the run when a few jobs dominate; a job whose ``after`` names another's label starts once
+    that job has finished (e.g. one that warm-starts from its checkpoint). Results come back
+    in the order of ``jobs``.
     ``store`` (optional) keeps each finished job's record and, resuming, supplies those of the
     jobs a killed run had finished (:class:`~lft.experiments.jobstore.JobStore`). ``run``
     (default :func:`run_job`) is the module-level function ``run(job, resume=False)`` that runs

@@ -11,6 +11,7 @@ mixture. It writes ``results.json``, ``table2.md`` (paper numbers beside ours), 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -18,8 +19,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from lft import validation
 from lft.data.sources import SOURCES
+from lft.experiments.jobs import MethodJob
 from lft.experiments.jobstore import JobStore
+from lft.experiments.profiles import Profile
 from lft.experiments.results import (
     curve_rows,
     machine,
@@ -57,23 +61,67 @@ PAPER: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
 }
 
 
+#: the methods meta-trained (``iterations`` and ``meta_lr`` need one entry each), the tuned ones
+LEARNED_METHODS = ("lft", "l2o", "maml", "lft+init")
+TUNED_METHODS = ("sgd", "adam")
+
+
+@dataclasses.dataclass(frozen=True)
+class Table2Profile(Profile):
+    """One profile of Table 2 (validated at construction; see :mod:`lft.experiments.profiles`).
+
+    Attributes:
+        iterations: meta-training iterations per learned method (``lft``, ``l2o``, ``maml``,
+            ``lft+init``); ``meta_batch``: tasks per meta-iteration.
+        steps: fine-tuning steps; ``test_tasks``: held-out test tasks per source.
+        tune_tasks: meta-training tasks SGD's and Adam's learning rates are tuned on, from
+            ``lr_grid`` (``{"sgd": [...], "adam": [...]}``).
+        meta_lr: meta-learning rate per learned method; ``lr_decay``: its final fraction.
+        maml_inner: MAML's inner loop, ``{"lr": step size, "steps": n}`` (``lft+init``'s SGD
+            part starts at the same rate).
+        eval_chunk: test tasks run at once (small chunks keep Conv-4 activations in cache).
+        workers: worker processes (at most the machine's cores).
+    """
+
+    ARTEFACT = ARTEFACT
+
+    iterations: dict
+    meta_batch: int
+    steps: int
+    test_tasks: int
+    tune_tasks: int
+    lr_grid: dict
+    meta_lr: dict
+    lr_decay: float
+    maml_inner: dict
+    eval_chunk: int
+    workers: int
+
+    def __post_init__(self):
+        self._int_values("iterations", LEARNED_METHODS)
+        self._int("meta_batch", "steps", "test_tasks", "tune_tasks", "eval_chunk", "workers")
+        self._grids("lr_grid", TUNED_METHODS)
+        self._number_values("meta_lr", LEARNED_METHODS)
+        self._number("lr_decay")
+        inner = self._keys("maml_inner", ("lr", "steps"))
+        validation.positive("maml_inner lr", inner["lr"], self._where)
+        validation.integer("maml_inner steps", inner["steps"], 1, where=self._where)
+
+
 #: Each profile: meta-training budget, test tasks per source, tuning budget, workers.
-#: ``eval_chunk`` tasks run at once: small chunks keep Conv-4 activations in cache.
-PROFILES: dict[str, dict] = {
-    "quick": {"iterations": {"lft": 3, "l2o": 3, "maml": 3, "lft+init": 3}, "meta_batch": 2,
-              "steps": 5,
-              "test_tasks": 20, "tune_tasks": 10,
-              "lr_grid": {"sgd": [0.01, 0.1], "adam": [0.001, 0.01]},
-              "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "maml": 1e-3, "lft+init": 3e-3},
-              "lr_decay": 0.1, "maml_inner": {"lr": 0.1, "steps": 1}, "eval_chunk": 10,
-              "workers": 2},
-    "paper": {"iterations": {"lft": 250, "l2o": 250, "maml": 300, "lft+init": 250},
-              "meta_batch": 4, "steps": 20, "test_tasks": 500, "tune_tasks": 60,
-              "lr_grid": {"sgd": [0.01, 0.03, 0.1, 0.3, 1.0],
-                          "adam": [0.0003, 0.001, 0.003, 0.01, 0.03]},
-              "meta_lr": {"lft": 3e-3, "l2o": 3e-3, "maml": 1e-3, "lft+init": 3e-3},
-              "lr_decay": 0.1, "maml_inner": {"lr": 0.1, "steps": 5}, "eval_chunk": 10,
-              "workers": 2},
+PROFILES: dict[str, Table2Profile] = {
+    "quick": Table2Profile(
+        iterations={"lft": 3, "l2o": 3, "maml": 3, "lft+init": 3}, meta_batch=2, steps=5,
+        test_tasks=20, tune_tasks=10, lr_grid={"sgd": [0.01, 0.1], "adam": [0.001, 0.01]},
+        meta_lr={"lft": 3e-3, "l2o": 3e-3, "maml": 1e-3, "lft+init": 3e-3},
+        lr_decay=0.1, maml_inner={"lr": 0.1, "steps": 1}, eval_chunk=10, workers=2),
+    "paper": Table2Profile(
+        iterations={"lft": 250, "l2o": 250, "maml": 300, "lft+init": 250},
+        meta_batch=4, steps=20, test_tasks=500, tune_tasks=60,
+        lr_grid={"sgd": [0.01, 0.03, 0.1, 0.3, 1.0],
+                 "adam": [0.0003, 0.001, 0.003, 0.01, 0.03]},
+        meta_lr={"lft": 3e-3, "l2o": 3e-3, "maml": 1e-3, "lft+init": 3e-3},
+        lr_decay=0.1, maml_inner={"lr": 0.1, "steps": 5}, eval_chunk=10, workers=2),
 }
 
 
@@ -87,35 +135,37 @@ TEST_S = {"mnist": 40.0, "cifar10": 250.0}
 TUNE_S = {"mnist": 10.0, "cifar10": 80.0}
 
 
-def estimate_s(job: dict) -> float:
+def estimate_s(job: MethodJob) -> float:
     """Rough single-thread seconds of one job, so :func:`run_jobs` can start the longest first."""
-    scale = job["steps"] / 20
-    test = sum(TEST_S[s] for s in job["tests"]) * job["test_tasks"] / 500 * scale
-    if "tune" in job:
-        tune, source = job["tune"], next(iter(job["tests"]))
+    scale = job.steps / 20
+    test = sum(TEST_S[s] for s in job.tests) * job.test_tasks / 500 * scale
+    if job.tune is not None:
+        tune, source = job.tune, next(iter(job.tests))
         return test + TUNE_S[source] * tune["tasks"] / 60 * len(tune["grid"]) / 5 * scale
-    per_task = TRAIN_S_PER_TASK.get((job["method"]["name"], job["train_source"]), 1.0)
-    return test + job["train"]["iterations"] * job["train"]["meta_batch"] * per_task
+    per_task = TRAIN_S_PER_TASK.get((job.method["name"], job.train_source), 1.0)
+    return test + job.train["iterations"] * job.train["meta_batch"] * per_task
 
 
 def _label(train: str, cfg_label: str) -> str:
     return f"{cfg_label} [{train}]"
 
 
-def make_jobs(profile: dict, out: Path, seed: int, data_dir: str | None) -> list[dict]:
-    """Every job of the artefact, as plain dicts for :func:`lft.experiments.runner.run_jobs`."""
-    steps, jobs = profile["steps"], []
+def make_jobs(profile: Table2Profile, out: Path, seed: int, data_dir: str | None
+              ) -> list[MethodJob]:
+    """Every job of the artefact, for :func:`lft.experiments.runner.run_jobs`."""
+    steps, jobs = profile.steps, []
     tests = {s: family_config(s, data_dir) for s in SOURCES}
 
-    def job(label: str, family: dict, cfg, **extra) -> dict:
-        return {"label": label, "family": family, "method": cfg.to_dict(), "out": str(out),
-                "steps": steps, "test_tasks": profile["test_tasks"], "seed": seed,
-                "test_seed": seed, "eval_chunk": profile["eval_chunk"], **extra}
+    def job(label: str, family: dict, cfg, **extra) -> MethodJob:
+        fields = {"label": label, "family": family, "method": cfg.to_dict(), "out": str(out),
+                  "steps": steps, "test_tasks": profile.test_tasks, "seed": seed,
+                  "test_seed": seed, "eval_chunk": profile.eval_chunk, **extra}
+        return MethodJob(**fields, estimate_s=estimate_s(MethodJob(**fields)))
 
     def train_cfg(name: str) -> dict:
-        return {"iterations": profile["iterations"][name], "meta_batch": profile["meta_batch"],
-                "meta_lr": profile["meta_lr"][name], "clip": 1.0, "seed": seed,
-                "log_every": 10, "lr_decay": profile["lr_decay"]}
+        return {"iterations": profile.iterations[name], "meta_batch": profile.meta_batch,
+                "meta_lr": profile.meta_lr[name], "clip": 1.0, "seed": seed,
+                "log_every": 10, "lr_decay": profile.lr_decay}
 
     for train in TRAIN:
         for name in ("lft", "l2o"):
@@ -123,7 +173,7 @@ def make_jobs(profile: dict, out: Path, seed: int, data_dir: str | None) -> list
             cfg.rule = {**cfg.rule, **IMAGE_RULE}
             jobs.append(job(_label(train, cfg.label), family_config(train, data_dir), cfg,
                             train=train_cfg(name), tests=tests, train_source=train))
-    inner = profile["maml_inner"]
+    inner = profile.maml_inner
     maml = preset("maml", horizon=inner["steps"])
     maml.rule = {**maml.rule, "lr": inner["lr"]}
     jobs.append(job(_label("cifar10", maml.label), family_config("cifar10", data_dir), maml,
@@ -138,15 +188,12 @@ def make_jobs(profile: dict, out: Path, seed: int, data_dir: str | None) -> list
                     train=train_cfg("lft+init"), tests={"cifar10": tests["cifar10"]},
                     train_source="cifar10", after=_label("cifar10", maml.label),
                     init_from=str(out / "checkpoints" / f"{job_key(jobs[-1])}.safetensors")))
-    for name in ("sgd", "adam"):
+    for name in TUNED_METHODS:
         for source in SOURCES:
             cfg = preset(name, horizon=steps)
             jobs.append(job(f"{cfg.label} ({source})", tests[source], cfg,
-                            tune={"grid": profile["lr_grid"][name],
-                                  "tasks": profile["tune_tasks"]},
+                            tune={"grid": profile.lr_grid[name], "tasks": profile.tune_tasks},
                             tests={source: tests[source]}, train_source="none"))
-    for j in jobs:
-        j["estimate_s"] = estimate_s(j)
     return jobs
 
 
@@ -314,13 +361,13 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
                           profile_overrides)
     started, t0 = utc_now(), time.perf_counter()
     jobs = make_jobs(prof, out, seed, data_dir)
-    workers = workers or min(prof["workers"], os.cpu_count() or 1)
+    workers = workers or min(prof.workers, os.cpu_count() or 1)
     if progress:
-        est = makespan_s([j["estimate_s"] for j in jobs], workers) / 60
+        est = makespan_s([j.estimate_s for j in jobs], workers) / 60
         print(f"{len(jobs)} jobs, estimated {est:.0f} min on {workers} workers", flush=True)
     results = run_jobs(jobs, workers=workers, progress=progress,  # longest first
                        store=JobStore(out / "jobs", resume))
-    records = [{**r, "train_source": j["train_source"]} for j, r in zip(jobs, results)]
+    records = [{**r, "train_source": j.train_source} for j, r in zip(jobs, results)]
     wall = time.perf_counter() - t0
     table = cells(records)
     rows = []
@@ -332,11 +379,11 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
                 if (train, name, test) not in table:
                     rows.append({"method": name, "oracle": "fo", "train_source": train,
                                  "test_source": test, "metric": "accuracy",
-                                 "step": prof["steps"], "mean": None, "ci95": None, "n": 0,
+                                 "step": prof.steps, "mean": None, "ci95": None, "n": 0,
                                  "note": NOT_APPLICABLE})
-    config = {"profile": prof, "workers": workers, "data_dir": data_dir,
+    config = {"profile": prof.to_dict(), "workers": workers, "data_dir": data_dir,
               "mix_column": "pooled MNIST and CIFAR-10 test tasks (equal numbers)",
-              "jobs": [{k: v for k, v in j.items() if k != "out"} for j in jobs],
+              "jobs": [{k: v for k, v in j.to_dict().items() if k != "out"} for j in jobs],
               "outcomes": [{k: v for k, v in r.items() if k not in ("curves", "tests")}
                            for r in records], "paper": {f"{k[0]}/{k[1]}": v
                                                        for k, v in PAPER.items()}}

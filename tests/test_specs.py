@@ -1,0 +1,157 @@
+"""Profiles and method jobs as typed specifications: validated once, with one-line errors that
+name the field; JSON round trips; the job store's canonical description is stable."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+
+from lft.experiments import budgets, figure4, table2
+from lft.experiments.jobs import MethodJob
+from lft.experiments.jobstore import JobStore, describe
+from lft.experiments.results import resolve_profile
+
+ARTEFACTS = (figure4, table2, budgets)
+
+
+def _one_line_error(fn, *args, **kwargs) -> str:
+    with pytest.raises(ValueError) as err:
+        fn(*args, **kwargs)
+    text = str(err.value)
+    assert "\n" not in text
+    return text
+
+
+@pytest.mark.parametrize("module", ARTEFACTS, ids=lambda m: m.ARTEFACT)
+def test_every_profile_round_trips_through_its_json(module):
+    for name, prof in module.PROFILES.items():
+        d = prof.to_dict()
+        assert json.loads(json.dumps(d)) == d
+        assert type(prof).from_dict(json.loads(json.dumps(d))) == prof, name
+
+
+@pytest.mark.parametrize("module", ARTEFACTS, ids=lambda m: m.ARTEFACT)
+def test_an_unknown_override_is_refused_by_name(module):
+    text = _one_line_error(resolve_profile, module.PROFILES, "quick", {"stepz": 3})
+    assert "unknown field 'stepz'" in text and "choose from" in text and "test_tasks" in text
+
+
+@pytest.mark.parametrize("module, field, value", [
+    (figure4, "steps", 0), (figure4, "meta_batch", 2.5), (figure4, "lr_grid", []),
+    (table2, "eval_chunk", -1), (table2, "workers", True), (budgets, "test_tasks", "10"),
+], ids=lambda x: getattr(x, "ARTEFACT", str(x)))
+def test_a_bad_value_is_refused_naming_the_field(module, field, value):
+    text = _one_line_error(resolve_profile, module.PROFILES, "quick", {field: value})
+    assert text.startswith(f"{module.ARTEFACT} profile: ") and field in text
+
+
+def test_nested_entries_and_choices_are_checked():
+    text = _one_line_error(resolve_profile, figure4.PROFILES, "quick",
+                           {"iterations": {"lft": 3, "l2o": 3, "maml": 3}})
+    assert "iterations needs entries for ['lft+init']" in text
+    text = _one_line_error(resolve_profile, figure4.PROFILES, "quick",
+                           {"zo_rivals": {"oracles": [], "budgets": [1], "rules": ["rmsprop"]}})
+    assert "zo_rivals rule 'rmsprop'" in text and "signsgd" in text
+    assert "base_budget 3" in _one_line_error(resolve_profile, budgets.PROFILES, "quick",
+                                              {"base_budget": 3})
+    assert "budgets must be increasing" in _one_line_error(
+        resolve_profile, budgets.PROFILES, "quick", {"budgets": [5, 1]})
+    assert "maml_inner steps" in _one_line_error(
+        resolve_profile, table2.PROFILES, "quick", {"maml_inner": {"lr": 0.1, "steps": 0}})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        table2.PROFILES["quick"].steps = 3
+
+
+def test_overrides_make_a_new_profile_and_leave_the_table_alone():
+    prof = resolve_profile(figure4.PROFILES, "quick", {"steps": 5, "zo_variants": {},
+                                                       "zo_rivals": None})
+    assert prof.steps == 5 and prof.zo_variants == {} and "zo_rivals" not in prof.to_dict()
+    assert "zo_rivals budget must be an integer in 1..5, got 20" in _one_line_error(
+        resolve_profile, figure4.PROFILES, "quick", {"steps": 5})  # budgets past the horizon
+    assert figure4.PROFILES["quick"].steps == 20
+    assert figure4.PROFILES["quick"].zo_variants == {"learned": figure4.LEARNED}
+    prof.iterations["lft"] = 1  # a resolved profile is a deep copy
+    assert figure4.PROFILES["quick"].iterations["lft"] == 40
+    with pytest.raises(ValueError, match="unknown profile 'fast'; choose from"):
+        resolve_profile(figure4.PROFILES, "fast")
+
+
+def test_optional_fields_that_are_off_are_left_out_of_the_json():
+    quick, paper = (figure4.PROFILES[n].to_dict() for n in ("quick", "paper"))
+    assert "zo_iterations" not in quick and paper["zo_iterations"] == 1500
+    assert "meta_seeds" not in paper and "only" not in paper
+    seeds = figure4.PROFILES["paper-zo-seeds"].to_dict()
+    assert seeds == {**paper, "meta_seeds": 3, "only": ["ZO-LFT"]}
+    assert budgets.PROFILES["paper-mid"].to_dict() == {
+        **budgets.PROFILES["paper"].to_dict(), "base_budget": 10, "train": ["cifar10"]}
+
+
+def _jobs() -> list[MethodJob]:
+    return figure4.make_jobs(figure4.PROFILES["quick"], Path("out"), 0)
+
+
+def test_a_job_round_trips_through_its_dict_json_and_pickle():
+    for job in _jobs():
+        d = job.to_dict()
+        assert MethodJob.from_dict(d) == job
+        assert MethodJob.from_dict(json.loads(json.dumps(d))) == job
+        assert pickle.loads(pickle.dumps(job)) == job
+        assert all(value is not None for value in d.values())  # off fields are left out
+    hybrid = next(j for j in _jobs() if j.label == "FO-LFT+INIT")
+    assert hybrid.after == "MAML" and hybrid.to_dict()["init_from"].endswith("maml.safetensors")
+
+
+def test_describe_is_canonical_and_the_same_as_the_plain_dict_it_replaced():
+    job = _jobs()[0]
+    d = job.to_dict()
+    shuffled = dict(reversed(list(d.items())))
+    assert describe(job) == describe(d) == describe(shuffled)
+    assert describe(job) == describe(MethodJob.from_dict(shuffled))
+    assert json.loads(describe(job)) == d
+    assert describe(job.replace(test_seed=1)) != describe(job)
+
+
+def test_a_stored_record_is_found_by_the_typed_job_and_by_its_dict(tmp_path):
+    job = _jobs()[0]
+    JobStore(tmp_path).save(job, {"label": job.label, "x": [1.5]})
+    store = JobStore(tmp_path, resume=True)
+    assert store.done(job) == {"label": job.label, "x": [1.5]}
+    assert store.done(job.to_dict()) == {"label": job.label, "x": [1.5]}
+    assert store.done(job.replace(steps=3)) is None
+
+
+def test_a_bad_job_is_refused_at_construction_naming_the_field():
+    job = next(j for j in _jobs() if j.label == "FO-LFT")
+    sgd = next(j for j in _jobs() if j.label == "SGD")
+    assert "unknown field 'stepz'" in _one_line_error(MethodJob.from_dict,
+                                                      {**job.to_dict(), "stepz": 3})
+    assert "unknown field 'seeds'" in _one_line_error(job.replace, seeds=3)
+    assert "test_tasks must be an integer >= 1" in _one_line_error(job.replace, test_tasks=0)
+    assert "needs train" in _one_line_error(job.replace, train=None)
+    assert "meta_batch must be an integer" in _one_line_error(
+        job.replace, train={**job.train, "meta_batch": 0})
+    assert "meta-learns nothing; drop train" in _one_line_error(
+        sgd.replace, train=job.train, tune=None)
+    assert "tune needs a non-empty 'grid'" in _one_line_error(
+        sgd.replace, tune={"grid": [], "tasks": 3})
+    assert "init_from needs a method that learns its initialisation" in _one_line_error(
+        job.replace, init_from="x.safetensors")
+    tests = {"sine": job.family}
+    assert "record step must be an integer in 0..20" in _one_line_error(
+        job.replace, tests=tests, record=[0, 21])
+    assert "record applies to tests" in _one_line_error(job.replace, record=[0])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.steps = 3
+
+
+def test_lists_of_choices_are_checked():
+    assert "train entry 'svhn'" in _one_line_error(resolve_profile, budgets.PROFILES, "paper",
+                                                   {"train": ["svhn"]})
+    assert "train must be a non-empty list" in _one_line_error(
+        resolve_profile, budgets.PROFILES, "paper", {"train": []})
+    assert "only entry 'ZO-LFT seed 1'" in _one_line_error(
+        resolve_profile, figure4.PROFILES, "paper", {"only": ["ZO-LFT seed 1"]})
