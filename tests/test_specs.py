@@ -155,3 +155,22 @@ def test_lists_of_choices_are_checked():
         resolve_profile, budgets.PROFILES, "paper", {"train": []})
     assert "only entry 'ZO-LFT seed 1'" in _one_line_error(
         resolve_profile, figure4.PROFILES, "paper", {"only": ["ZO-LFT seed 1"]})
+
+
+def test_paper_head_starts_the_cifar10_schedule_where_the_probe_chose():
+    """``budgets --profile paper-head``: the CIFAR-10 lft+adam rule's schedule starts at
+    4x/2x/1x with the last layer x10 (a choice made on meta-training tasks), and a bad
+    schedule_init source is refused by name."""
+    from pathlib import Path
+
+    prof = budgets.PROFILES["paper-head"]
+    tuning = {s: {"auc": {0.001: 1.0, 0.002: 2.0}, "best": {"5": 0.004, "20": 0.001}}
+              for s in ("mnist", "cifar10")}
+    jobs = budgets.make_jobs(prof, tuning, Path("out"), 0, None)
+    learned = [j for j in jobs if j.train is not None]
+    assert len(learned) == prof.meta_seeds and all(j.train_source == "cifar10" for j in learned)
+    schedule = learned[0].method["rule"]["rules"][0]
+    assert schedule["init"][0] == [4.0] * 4 + [40.0] * 2 and schedule["init"][-1][4] == 10.0
+    assert schedule["rule"]["lr"] == 0.001
+    assert "schedule_init source" in _one_line_error(
+        resolve_profile, budgets.PROFILES, "paper-head", {"schedule_init": {"svhn": []}})
