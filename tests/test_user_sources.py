@@ -62,12 +62,7 @@ def test_bad_sources_name_the_problem(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="none of the known layouts"):
         load_user_source(tmp_path / "empty")
-    one = tmp_path / "one"
-    one.mkdir()
-    images, _ = user_data.patterns(10, 1)
-    for split in ("train", "test"):
-        user_data.write_idx(one / f"{split}-images-idx3-ubyte", images[..., 0])
-        user_data.write_idx(one / f"{split}-labels-idx1-ubyte", np.zeros(10, np.uint8))
+    one = user_data.idx_source(tmp_path / "one", train=10, test=10, classes=1)
     with pytest.raises(DataError, match="at least 2 classes"):
         load_user_source(one)
     with pytest.raises(DataError, match="train images are 12x12x1 but test images are 14x14x1"):
@@ -229,12 +224,7 @@ def test_uap_family_refuses_a_victim_of_other_images(tmp_path, idx_dir):
      "none.safetensors"),
 ])
 def test_bad_source_exits_2_with_one_line(capsys, tmp_path, idx_dir, argv, message):
-    one = tmp_path / "one"
-    one.mkdir()
-    images, _ = user_data.patterns(10, 1)
-    for split in ("train", "test"):
-        user_data.write_idx(one / f"{split}-images-idx3-ubyte", images[..., 0])
-        user_data.write_idx(one / f"{split}-labels-idx1-ubyte", np.zeros(10, np.uint8))
+    one = user_data.idx_source(tmp_path / "one", train=10, test=10, classes=1)
     mixed = user_data.idx_source(tmp_path / "mixed", test_size=14)
     names = {"missing": tmp_path / "missing", "idx": idx_dir, "one": one, "mixed": mixed,
              "tmp": tmp_path}

@@ -11,7 +11,7 @@ import pytest
 
 from lft.analysis.run_plot import DPI, PANEL_SIZE, collect, eval_curves
 from lft.cli import main
-from lft.meta.loggers import TensorboardUnavailable, fan_out, require_tensorboard
+from lft.meta.loggers import FanOut, TensorboardUnavailable, require_tensorboard
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY = ["train", "--task", "sine", "--iterations", "3", "--meta-batch", "2", "--horizon", "3",
@@ -126,7 +126,7 @@ def test_fan_out_passes_every_record_and_closes_what_can_be_closed():
             closed.append(True)
 
     box = Closable()
-    log = fan_out(seen.append, None, box)
+    log = FanOut(seen.append, None, box)
     log({"iteration": 0})
     log({"iteration": 1})
     log.close()

@@ -1,7 +1,7 @@
 """Where a meta-training run's log records go: composed ``log`` callbacks and TensorBoard.
 
 :class:`~lft.meta.trainer.MetaTrainer` calls one ``log(record)`` per logged meta-iteration.
-A run that should be watched in more than one place composes callbacks with :func:`fan_out`
+A run that should be watched in more than one place composes callbacks with :class:`FanOut`
 instead of the trainer knowing about each destination: ``lft train`` always writes
 ``metrics.jsonl`` (:func:`~lft.meta.trainer.jsonl_logger`) and, with ``--log tensorboard``,
 also event files (:class:`TensorboardLogger`).
@@ -50,7 +50,7 @@ class FanOut:
     be flushed and closed; a plain function such as ``jsonl_logger``'s has nothing to close).
     """
 
-    def __init__(self, *logs: Callable[[dict], None]):
+    def __init__(self, *logs: Callable[[dict], None] | None):
         self.logs = [log for log in logs if log is not None]
 
     def __call__(self, record: dict) -> None:
@@ -69,11 +69,6 @@ class FanOut:
                     errors.append(e)
         if errors:
             raise errors[0]
-
-
-def fan_out(*logs: Callable[[dict], None] | None) -> FanOut:
-    """Compose ``log`` callbacks (``None`` entries are dropped) into one :class:`FanOut`."""
-    return FanOut(*logs)
 
 
 class TensorboardLogger:
@@ -111,20 +106,14 @@ class TensorboardLogger:
         self.writer.close()
 
 
-def tensorboard_logger(folder: str | Path, purge_step: int | None = None) -> TensorboardLogger:
-    """A :class:`TensorboardLogger` writing event files under ``folder``."""
-    return TensorboardLogger(folder, purge_step=purge_step)
-
-
 def run_logger(jsonl: str | Path, tensorboard: str | Path | None = None,
                purge_step: int | None = None) -> FanOut:
     """The ``log`` callback of a run: JSON lines appended to ``jsonl`` and, when
     ``tensorboard`` names a folder, scalars written there too (``purge_step``: see
     :class:`TensorboardLogger`). Call its ``close()`` when training ends."""
     board = None if tensorboard is None else TensorboardLogger(tensorboard, purge_step)
-    return fan_out(jsonl_logger(jsonl), board)
+    return FanOut(jsonl_logger(jsonl), board)
 
 
 __all__ = ["INSTALL", "TENSORBOARD_FOLDER", "FanOut", "TensorboardLogger",
-           "TensorboardUnavailable", "fan_out", "require_tensorboard", "run_logger",
-           "tensorboard_logger"]
+           "TensorboardUnavailable", "require_tensorboard", "run_logger"]
