@@ -34,6 +34,7 @@ STEPS = (5, 10, 20)
 DECAY = [4.0] * 5 + [2.0] * 5 + [1.0] * 10
 FAST = [8.0] * 2 + [4.0] * 3 + [2.0] * 5 + [1.0] * 10
 SLOW = [4.0] * 5 + [2.0] * 10 + [1.0] * 5
+MILD = [3.0] * 5 + [1.5] * 5 + [1.0] * 10
 
 
 def head(times: float, schedule: list[float] | None = None) -> list[list[float]]:
@@ -65,6 +66,11 @@ VARIANTS = {
     "head10-early3": (100, [3.0] * 10 + [1.0] * 10, head(10.0)),
     "head10-decay": (100, "uniform", head(10.0, DECAY)),
     "head3-decay": (100, "uniform", head(3.0, DECAY)),
+    # the head10-decay start (adopted as paper-head) ties Adam at 20 steps: weight the late
+    # steps' losses more, or start with a milder decay
+    "head10-decay-late2": (100, [1.0] * 10 + [2.0] * 10, head(10.0, DECAY)),
+    "head10-decay-late3": (100, [1.0] * 10 + [3.0] * 10, head(10.0, DECAY)),
+    "head10-mild": (100, "uniform", head(10.0, MILD)),
 }
 
 
