@@ -214,3 +214,26 @@ def test_black_box_profile_pairs_zo_lft_with_zo_rivals_at_21_evaluations_per_ste
     with pytest.raises(ValueError, match="budgets"):
         uap_rivals.reproduce("black-box-quick", tmp_path / "x", progress=False,
                              data_dir=str(SHARED), profile_overrides={"steps": 6})
+
+
+@needs_data
+def test_black_box_subspace_profile_fits_a_basis_per_source_and_runs_a_residual_zo_lft(tmp_path):
+    from lft.experiments import uap_rivals
+    from lft.oracles import load_basis
+
+    tiny = {"test_tasks": 6, "tune_tasks": 2, "steps": 10, "record": {"dense": 10, "every": 5},
+            "eps_grid": {"mnist": [4.0], "cifar10": [2.0]}}
+    doc = uap_rivals.reproduce("black-box-subspace-quick", tmp_path, progress=False,
+                               data_dir=str(SHARED), profile_overrides=tiny)
+    rows = doc["rows"]
+    plain = {(r["method"], r["estimator"]) for r in rows if not r.get("versus")}
+    assert plain == {("lft+sgd", "subspace"), *((rule, e) for rule in ("signsgd", "sgd")
+                                                 for e in ("subspace", "gaussian"))}
+    assert all(r["queries"] == 21 * r["step"] for r in rows)
+    for source, dim in (("mnist", 784), ("cifar10", 3072)):
+        fitted = doc["config"]["subspace"][source]
+        assert 0.0 < fitted["energy"] <= 1.0 + 1e-6 and fitted["oracle"]["dim"] == dim
+        assert load_basis(tmp_path / "bases" / f"{source}.safetensors").shape == (20, dim)
+    versus = {(r["method"], r["versus"], r["versus_estimator"]) for r in rows if r.get("versus")}
+    assert ("lft+sgd", "sgd/zo", "subspace") in versus
+    assert "ZO-LFT+SGD [subspace] seed 0" in (tmp_path / "uap-rivals.md").read_text()

@@ -49,8 +49,11 @@ def save(path: str | Path, method: Method, family: TaskFamily, extra: dict | Non
     """
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in method.state_dict().items()}
+    config = method.config.to_dict()
+    if config["oracle"].get("basis") is not None:  # a fitted subspace's basis is in the weights:
+        config["oracle"] = {**config["oracle"], "basis": None}  # no machine path in the file
     meta = {"format": FORMAT, "version": str(VERSION),
-            "method": json.dumps(method.config.to_dict()),
+            "method": json.dumps(config),
             "family": json.dumps(family.config()),
             "extra": json.dumps(extra or {})}
     if trainer_state is not None:

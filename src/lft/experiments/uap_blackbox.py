@@ -28,9 +28,13 @@ from lft.experiments import zo_rivals
 from lft.experiments.jobstore import JobStore
 from lft.experiments.results import machine, results_document, utc_now, write_json
 from lft.meta.evaluate import Curve
-from lft.meta.learners import Method, MethodConfig, preset
+from lft.meta.learners import Method, MethodConfig, preset, with_lstm_options
+from lft.meta.subspace import fit_subspace
 from lft.oracles import estimator_name, queries_per_step
 from lft.tasks import build_family
+
+#: a profile's oracle entry for the query basis fitted per source on meta-training tasks
+SUBSPACE = "subspace"
 
 
 def _grid(prof: dict) -> dict:
@@ -39,17 +43,60 @@ def _grid(prof: dict) -> dict:
             "adam": prof["lr_grid"]["adam"]}
 
 
+def _resolve(oracle, sel: dict) -> dict:
+    """A profile's oracle entry: a configuration, or :data:`SUBSPACE`, the basis
+    :func:`run_select` fitted for the source."""
+    return dict(sel["subspace"]["oracle"]) if oracle == SUBSPACE else dict(oracle)
+
+
+def fit_query_subspace(job: dict, sel: dict, family_config: dict) -> dict:
+    """The source's query basis (:func:`lft.meta.fit_subspace`), fitted along the trajectories
+    of the white-box rules' tuned SGD on meta-training tasks, written under ``OUT/bases``."""
+    prof, spec = job["profile"], job["profile"]["black_box"]["subspace"]
+    reference = preset("sgd", base_lr=sel["rules"]["sgd"]["lr"], horizon=prof["steps"])
+    t0 = time.perf_counter()
+    fitted = fit_subspace(Path(job["out"]) / "bases" / f"{job['source']}.safetensors",
+                          reference, build_family(family_config), q=spec["q"],
+                          n_tasks=spec["tasks"], steps=prof["steps"], seed=job["seed"])
+    return {**fitted, "reference": reference.to_dict(), "fit_s": time.perf_counter() - t0}
+
+
 def run_select(job: dict) -> dict:
-    """The white-box profile's selection (eps and its tunings), then every ZO rival's step
-    size for every budget at that eps; meta-training tasks only."""
+    """The white-box profile's selection (eps and its tunings), the query subspace if the
+    profile uses one, then every ZO rival's step size for every budget at that eps;
+    meta-training tasks only."""
     sel = ur.run_selection(job)
     prof, bb = job["profile"], job["profile"]["black_box"]
-    t0 = time.perf_counter()
     family = ur.uap_config(job["source"], prof, job["data_dir"], sel["eps"])
-    sel["zo_rivals"] = zo_rivals.tune(family, bb["oracles"], _grid(prof), bb["budgets"],
-                                      prof["tune_tasks"], job["seed"], rules=tuple(bb["rules"]))
+    if SUBSPACE in (*bb["oracles"], bb["oracle"]):
+        sel["subspace"] = fit_query_subspace(job, sel, family)
+    t0 = time.perf_counter()
+    sel["zo_rivals"] = zo_rivals.tune(family, [_resolve(o, sel) for o in bb["oracles"]],
+                                      _grid(prof), bb["budgets"], prof["tune_tasks"],
+                                      job["seed"], rules=tuple(bb["rules"]))
     sel["zo_tuning_s"] = time.perf_counter() - t0
     return sel
+
+
+def learned_config(prof: dict, sel: dict) -> MethodConfig:
+    """ZO-LFT (``black_box.method``: ``lft``, or a residual rule ``lft+sgd|signsgd|adam``
+    starting as its base rival on the same oracle, at the step size tuned for the largest
+    budget) on the profile's oracle."""
+    bb = prof["black_box"]
+    name, oracle = bb.get("method", "lft"), _resolve(bb["oracle"], sel)
+    if name == "lft":
+        cfg = preset("lft", zo=True, horizon=prof["steps"], truncation=prof["truncation"])
+    else:
+        best = sel["zo_rivals"][f"{name.split('+')[1]}/{estimator_name(oracle)}"]["best"]
+        k = max(bb["budgets"])
+        base_lr = float(best[k] if k in best else best[str(k)])
+        cfg = preset(name, zo=True, base_lr=base_lr, horizon=prof["steps"],
+                     truncation=prof["truncation"])
+        if name == "lft+signsgd":  # a step per pixel: bound the correction alike
+            cfg.rule = with_lstm_options(cfg.rule, {"output_scale": base_lr})
+    cfg.oracle = oracle
+    cfg.validate()
+    return cfg
 
 
 def run_learned(job: dict, resume: bool = False) -> dict:
@@ -61,14 +108,13 @@ def run_learned(job: dict, resume: bool = False) -> dict:
     prof, sel, bb = job["profile"], job["selection"], job["profile"]["black_box"]
     t0 = time.perf_counter()
     family = build_family(ur.uap_config(job["source"], prof, job["data_dir"], sel["eps"]))
-    cfg = preset("lft", zo=True, horizon=prof["steps"], truncation=prof["truncation"])
-    cfg.oracle = dict(bb["oracle"])
-    cfg.validate()
+    cfg = learned_config(prof, sel)
     train = {"iterations": bb["iterations"], "meta_batch": bb["meta_batch"],
              "meta_lr": bb["meta_lr"], "clip": 1.0, "lr_decay": prof["lr_decay"],
              "seed": ur.meta_seed_of(job["seed"], job["meta_seed"]), "log_every": 10}
     method = Method(cfg, family, seed=train["seed"])
-    key = f"{job['source']}-zo-lft-seed{job['meta_seed']}"
+    name = cfg.name.replace("+", "-plus-")
+    key = f"{job['source']}-zo-{name}-seed{job['meta_seed']}"
     trainer, ckpt = meta_train(method, family, TrainConfig(**train), job["out"], key, resume)
     curves = ur.run_fine_tuner(method, ur.test_batches(family, prof, job["seed"]),
                                prof["steps"], ur.record_steps(prof), job["seed"])
@@ -85,6 +131,8 @@ def run_rivals(job: dict) -> dict:
     batches = ur.test_batches(family, prof, job["seed"])
     out = {}
     for key, t in sel["zo_rivals"].items():
+        if job.get("estimator") not in (None, estimator_name(t["oracle"])):
+            continue  # another job's share of the rivals
         for lr in sorted(set(t["best"].values())):
             cfg = zo_rivals.config(t["rule"], t["oracle"], lr, prof["steps"])
             method = Method(MethodConfig.from_dict(cfg), family, job["seed"])
@@ -105,13 +153,14 @@ def run_job(job: dict, resume: bool = False) -> dict:
 
 def make_rows(jobs: list[dict], records: list[dict], sel: dict) -> list[dict]:
     """Schema rows: ZO-LFT per meta-seed, the rivals at their budgets, and the paired rows."""
-    at_k = {}  # source -> {(rival, k): per-task ASR at step k, at the rate tuned for k}
+    curves = {}  # source -> {(rival, lr): its ASR curve}, from the source's rival jobs
     for job, rec in zip(jobs, records):
         if job["kind"] == "rivals":
-            curves = {(k.rsplit("@", 1)[0], float(k.rsplit("@", 1)[1])):
-                      Curve("asr", c["asr"], c["steps"]) for k, c in rec["rivals"].items()}
-            at_k[job["source"]] = zo_rivals.curves_at_budgets(
-                sel[job["source"]]["zo_rivals"], curves)
+            curves.setdefault(job["source"], {}).update({
+                (k.rsplit("@", 1)[0], float(k.rsplit("@", 1)[1])):
+                Curve("asr", c["asr"], c["steps"]) for k, c in rec["rivals"].items()})
+    at_k = {source: zo_rivals.curves_at_budgets(sel[source]["zo_rivals"], c)
+            for source, c in curves.items()}  # {(rival, k): per-task ASR at the rate for k}
     rows = []
     for source, values in at_k.items():
         extra = {"eps": sel[source]["eps"], "norm": sel[source]["norm"]}
@@ -128,13 +177,15 @@ def make_rows(jobs: list[dict], records: list[dict], sel: dict) -> list[dict]:
         tags = {"estimator": estimator_name(oracle), "meta_seed": job["meta_seed"],
                 "eps": sel[source]["eps"], "norm": sel[source]["norm"]}
         for i, k in enumerate(c["steps"]):
-            rows.append({"method": "lft", "oracle": "zo", "train_source": source,
+            rows.append({"method": rec["method_config"]["name"], "oracle": "zo",
+                         "train_source": source,
                          "test_source": source, "metric": "asr", "step": k,
                          "mean": float(mean[i]), "ci95": float(ci[i]), "n": asr.n,
                          "queries": k * per_step, "images": k * per_step * c["images_per_step"],
                          "note": "", **tags})
-        rows += zo_rivals.versus_rows("lft", asr, sel[source]["zo_rivals"], at_k[source], "asr",
-                                      source, source, per_step, tags)
+        rows += zo_rivals.versus_rows(rec["method_config"]["name"], asr,
+                                      sel[source]["zo_rivals"], at_k[source], "asr", source,
+                                      source, per_step, tags)
     return rows
 
 
@@ -158,11 +209,14 @@ def write_table(path: Path, rows: list[dict], tuning: dict, profile: str, wall: 
                   "| method | " + " | ".join(f"k = {k} ({evals[k]} evals)" for k in budgets)
                   + " |", "|---|" + "---|" * len(budgets)]
         for seed in sorted({r["meta_seed"] for r in mine if "meta_seed" in r}):
-            cells = [next(r for r in mine if r["method"] == "lft" and not r.get("versus")
-                          and r["meta_seed"] == seed and r["step"] == k) for k in budgets]
-            lines.append(f"| ZO-LFT [{cells[0]['estimator']}] seed {seed} | " + " | ".join(
+            cells = [next(r for r in mine if r["method"].startswith("lft")
+                          and not r.get("versus") and r["meta_seed"] == seed
+                          and r["step"] == k) for k in budgets]
+            lines.append(f"| ZO-{cells[0]['method'].upper()} [{cells[0]['estimator']}] seed "
+                         f"{seed} | " + " | ".join(
                 f"{100 * r['mean']:.1f} ± {100 * r['ci95']:.1f}" for r in cells) + " |")
-        for r0 in [r for r in mine if r["method"] != "lft" and r["step"] == budgets[0]]:
+        for r0 in [r for r in mine if not r["method"].startswith("lft")
+                   and r["step"] == budgets[0]]:
             cells = [next(r for r in mine if r["method"] == r0["method"] and r["step"] == k
                           and r.get("estimator") == r0["estimator"]) for k in budgets]
             key = f"{r0['method']}/{r0['estimator']}"
@@ -201,9 +255,12 @@ def reproduce(profile: str, prof: dict, out: Path, seed: int, workers: int, prog
     selections = ur.run_all([{**common, "kind": "select", "source": s} for s in ur.SOURCES],
                             workers, progress, "choose eps and tune", run_job, store)
     sel = {s["source"]: s for s in selections}
-    jobs = [{**common, "kind": "learned", "source": s, "meta_seed": k, "selection": sel[s]}
-            for s in ur.SOURCES for k in range(prof["meta_seeds"])]
-    jobs += [{**common, "kind": "rivals", "source": s, "selection": sel[s]} for s in ur.SOURCES]
+    estimators = sorted({estimator_name(_resolve(o, sel[ur.SOURCES[0]]))
+                         for o in prof["black_box"]["oracles"]})
+    jobs = [{**common, "kind": "rivals", "source": s, "selection": sel[s], "estimator": e}
+            for s in ur.SOURCES for e in estimators]  # the longest jobs first
+    jobs += [{**common, "kind": "learned", "source": s, "meta_seed": k, "selection": sel[s]}
+             for s in ur.SOURCES for k in range(prof["meta_seeds"])]
     records = ur.run_all(jobs, workers, progress, "meta-train and test", run_job, store)
     wall = time.perf_counter() - t0
     rows = make_rows(jobs, records, sel)
@@ -211,6 +268,8 @@ def reproduce(profile: str, prof: dict, out: Path, seed: int, workers: int, prog
               "eps": {s: sel[s]["eps"] for s in ur.SOURCES}, "norm": prof["norm"],
               "recorded_steps": ur.record_steps(prof),
               "zo_rivals": {s: sel[s]["zo_rivals"] for s in ur.SOURCES},
+              "subspace": {s: {k: v for k, v in sel[s]["subspace"].items()}
+                           for s in ur.SOURCES if "subspace" in sel[s]},
               "outcomes": [{"kind": j["kind"], "source": j["source"],
                             **({"meta_seed": j["meta_seed"]} if "meta_seed" in j else {}),
                             **{k: v for k, v in r.items() if k not in ("curves", "rivals")}}

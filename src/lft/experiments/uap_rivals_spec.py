@@ -78,6 +78,18 @@ PROFILES["black-box"] = {**PROFILES["paper-kappa"], "black_box": {
     "budgets": [5, 10, 20], "rules": ["signsgd", "sgd", "adam"], "iterations": 60,
     "meta_batch": 4, "meta_lr": 3e-3}}
 
+#: black-box profiles that query along a basis fitted per source on meta-training tasks
+#: (``"subspace"``: :func:`lft.meta.fit_subspace` along tuned white-box SGD's trajectories;
+#: ``probes/zo_subspace.py``), for the rivals beside plain Gaussian directions and for ZO-LFT,
+#: here the residual ``lft+sgd`` (ZO-SGD on the same estimates plus a learned correction)
+PROFILES["black-box-subspace-quick"] = {**PROFILES["black-box-quick"], "black_box": {
+    **PROFILES["black-box-quick"]["black_box"], "oracles": [zo_rivals.GAUSSIAN, "subspace"],
+    "oracle": "subspace", "method": "lft+sgd", "rules": ["signsgd", "sgd"],
+    "subspace": {"q": 20, "tasks": 20}}}
+PROFILES["black-box-subspace"] = {**PROFILES["black-box"], "black_box": {
+    **PROFILES["black-box"]["black_box"], "oracles": [zo_rivals.GAUSSIAN, "subspace"],
+    "oracle": "subspace", "method": "lft+sgd", "subspace": {"q": 20, "tasks": 200}}}
+
 
 def uap_config(source: str, prof: dict, data_dir: str | None, eps: float | None) -> dict:
     """The family configuration of ``source``'s UAP tasks under the budget, ``lambda = 0``."""

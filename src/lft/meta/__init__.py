@@ -4,6 +4,7 @@ from lft.meta.evaluate import Curve, evaluate, tune_learning_rate
 from lft.meta.initializers import LearnedInit, RandomInit
 from lft.meta.learners import METHODS, Method, MethodConfig, preset
 from lft.meta.objective import Objective, step_weights
+from lft.meta.subspace import fit_subspace, gather_gradients
 from lft.meta.trainer import MetaTrainer, TrainConfig, jsonl_logger
 from lft.meta.unroll import trajectory
 
@@ -18,6 +19,8 @@ __all__ = [
            "RandomInit",
            "TrainConfig",
            "evaluate",
+           "fit_subspace",
+           "gather_gradients",
            "jsonl_logger",
            "preset",
            "step_weights",

@@ -13,6 +13,8 @@ type           class                                 what it returns
 ``history``    :class:`HistorySubspace`              least squares, past estimates in the span
 ``guided``     :class:`GuidedES`                     Guided ES, search stretched along the past
 ``learned``    :class:`LearnedSampling`              meta-learned per-coordinate search scales
+``subspace``   :class:`FittedSubspace`               the gradient's projection onto a basis
+                                                     fitted on meta-training tasks
 =============  ====================================  ===========================================
 
 Every type but ``fo`` uses function values only: rows of results call them all ``oracle:
@@ -28,6 +30,7 @@ from lft.oracles.base import FirstOrder, LossFn, Oracle, differences, plain_grad
 from lft.oracles.history import GuidedES, HistorySubspace
 from lft.oracles.learned import LearnedSampling
 from lft.oracles.random import DIRECTIONS, ZerothOrder
+from lft.oracles.subspace import FittedSubspace, fit_basis, load_basis, save_basis
 
 #: the one default zeroth-order oracle of the library (method presets, ``lft train --zo``, the
 #: torch.optim drop-in, ``lft attack --black-box``): 20 Gaussian directions, central differences
@@ -38,7 +41,7 @@ DEFAULT_FO = {"type": "fo", "second_order": False}
 
 #: oracle type -> class
 ORACLES = {"fo": FirstOrder, "zo": ZerothOrder, "history": HistorySubspace, "guided": GuidedES,
-           "learned": LearnedSampling}
+           "learned": LearnedSampling, "subspace": FittedSubspace}
 
 
 def build_oracle(config: dict):
@@ -67,16 +70,17 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1) + 1e-12)
 
 
-__all__ = ["DEFAULT_FO", "DEFAULT_ZO", "DIRECTIONS", "ESTIMATORS", "FirstOrder", "GuidedES",
-           "HistorySubspace", "LearnedSampling", "LossFn", "ORACLES", "Oracle", "ZerothOrder",
-           "at_budget", "build_oracle", "cosine", "differences", "estimator_name",
-           "is_zeroth_order", "plain_grad", "queries_per_step"]
+__all__ = ["DEFAULT_FO", "DEFAULT_ZO", "DIRECTIONS", "ESTIMATORS", "FirstOrder",
+           "FittedSubspace", "GuidedES", "HistorySubspace", "LearnedSampling", "LossFn",
+           "ORACLES", "Oracle", "ZerothOrder", "at_budget", "build_oracle", "cosine",
+           "differences", "estimator_name", "fit_basis", "is_zeroth_order", "load_basis",
+           "plain_grad", "queries_per_step", "save_basis"]
 
 
 def estimator_name(config: dict) -> str:
     """A short name of the estimator an oracle configuration uses, for tables and rows:
     ``"gradient"``, ``"gaussian"`` (or the directions of a ``zo`` oracle), ``"history"``,
-    ``"guided"`` or ``"learned"``."""
+    ``"guided"``, ``"learned"`` or ``"subspace"``."""
     kind = config.get("type", "fo")
     if kind == "fo":
         return "gradient"
