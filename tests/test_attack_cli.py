@@ -134,6 +134,23 @@ def test_black_box_attack_of_a_callable_victim_the_fine_tuner_never_saw(
                         "--images", folders["cifar"], "--classes", names, "--fine-tuner", ckpt,
                         "--queries-per-step", 6, "--out", tmp_path / "bb7"], capsys)
     assert rc == 2 and "add --black-box" in err
+    # ... and along directions fitted elsewhere (a random orthonormal basis stands in here)
+    from lft.oracles import save_basis
+
+    basis = save_basis(tmp_path / "basis.safetensors",
+                       torch.linalg.qr(torch.randn(3 * 32 * 32, 8)).Q.T)
+    rc, out, err = run(["attack", "--victim", f"{tmp_path / 'my_victim.py'}:logits",
+                        "--images", folders["cifar"], "--classes", names, "--fine-tuner", ckpt,
+                        "--black-box", "--queries-per-step", 6, "--estimator", "subspace",
+                        "--basis", basis, "--steps", 4, "--out", tmp_path / "bb8"], capsys)
+    assert rc == 0, err
+    report = json.loads((tmp_path / "bb8" / "attack.json").read_text())
+    assert report["oracle"]["type"] == "subspace" and report["oracle"]["q"] == 5
+    assert "subspace, 6 loss evaluations per step" in out and report["loss_evaluations"] == 24
+    rc, out, err = run(["attack", "--victim", f"{tmp_path / 'my_victim.py'}:logits",
+                        "--images", folders["cifar"], "--classes", names, "--fine-tuner", ckpt,
+                        "--black-box", "--basis", basis, "--out", tmp_path / "bb9"], capsys)
+    assert rc == 2 and "needs --queries-per-step" in err
 
 
 def test_attack_with_the_packaged_uap_fine_tuner_by_name(victims, folders, tmp_path, capsys):

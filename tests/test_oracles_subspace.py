@@ -89,3 +89,17 @@ def test_fit_subspace_on_meta_training_tasks_and_a_checkpoint_carries_the_basis(
     (tmp_path / "sine.safetensors").unlink()
     loaded, _, _ = checkpoint.load(path)
     assert torch.equal(loaded.oracle.basis, method.oracle.basis) and loaded.oracle.fitted
+
+
+def test_a_budget_takes_the_leading_directions_of_a_basis_file(tmp_path):
+    from lft.oracles import at_budget
+
+    path = save_basis(tmp_path / "b.safetensors", orthonormal(6, 10).float())
+    config = at_budget("subspace", 4, basis=str(path))
+    assert config["q"] == 3 and config["dim"] == 10
+    oracle = build_oracle(config)
+    assert torch.allclose(oracle.basis, orthonormal(6, 10).float()[:3], atol=1e-6)
+    with pytest.raises(ValueError, match="holds 6 directions, fewer than q = 7"):
+        at_budget("subspace", 8, basis=str(path))
+    with pytest.raises(ValueError, match="needs one"):
+        at_budget("subspace", 4)

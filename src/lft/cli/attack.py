@@ -99,9 +99,14 @@ def register(sub) -> None:
     a.add_argument("--queries-per-step", type=positive_arg(int), default=None,
                    help="black box: loss evaluations per step, the base point included "
                         "(forward differences along N-1 directions); default: 2q antithetic")
-    a.add_argument("--estimator", choices=("gaussian", "orthogonal", "history", "guided"),
+    a.add_argument("--estimator",
+                   choices=("gaussian", "orthogonal", "history", "guided", "subspace"),
                    default=None, help="black box with --queries-per-step: the estimator "
-                                      "(default history: past estimates in the query span)")
+                                      "(default history: past estimates in the query span; "
+                                      "subspace: the directions of --basis)")
+    a.add_argument("--basis", default=None,
+                   help="black box, --estimator subspace: a .safetensors file of query "
+                        "directions fitted on other tasks (lft.meta.fit_subspace)")
     a.add_argument("--mu", type=positive_arg(float), default=0.005,
                    help="black box: finite-difference radius")
     a.add_argument("--seed", type=int, default=0)
@@ -273,10 +278,10 @@ def _oracle(a) -> dict | None:
     from lft.oracles import at_budget
 
     if a.queries_per_step is None:
-        if a.estimator is not None:
+        if a.estimator is not None or a.basis is not None:
             raise ValueError("--estimator needs --queries-per-step (the loss evaluations per "
                              "step it may spend)")
         return None
     if not a.black_box:
         raise ValueError("--queries-per-step is a black-box budget; add --black-box")
-    return at_budget(a.estimator or "history", a.queries_per_step, a.mu)
+    return at_budget(a.estimator or "history", a.queries_per_step, a.mu, a.basis)

@@ -89,21 +89,29 @@ def estimator_name(config: dict) -> str:
     return kind
 
 
-ESTIMATORS = ("gaussian", "orthogonal", "history", "guided", "learned")
+ESTIMATORS = ("gaussian", "orthogonal", "history", "guided", "learned", "subspace")
 
 
-def at_budget(estimator: str, evaluations: int, mu: float = 0.005) -> dict:
+def at_budget(estimator: str, evaluations: int, mu: float = 0.005,
+              basis: str | None = None) -> dict:
     """The configuration of zeroth-order ``estimator`` (one of :data:`ESTIMATORS`) spending
     ``evaluations`` loss evaluations per step, the base point included: forward differences
-    along ``evaluations - 1`` directions (what ``--queries-per-step`` means everywhere)."""
+    along ``evaluations - 1`` directions (what ``--queries-per-step`` means everywhere).
+    ``basis``: the file of a ``subspace`` estimator's fitted directions (its first
+    ``evaluations - 1``)."""
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose from {', '.join(ESTIMATORS)}")
     if not isinstance(evaluations, int) or isinstance(evaluations, bool) or evaluations < 2:
         raise ValueError(f"a zeroth-order step needs at least 2 loss evaluations (the base "
                          f"point and one direction), got {evaluations!r}")
+    if (basis is not None) != (estimator == "subspace"):
+        raise ValueError("a basis file goes with the subspace estimator, and the subspace "
+                         "estimator needs one (fit it with lft.meta.fit_subspace)")
     if estimator in ("gaussian", "orthogonal"):
         return {"type": "zo", "q": evaluations - 1, "mu": mu, "directions": estimator,
                 "scheme": "forward", "differentiable": False}
+    if estimator == "subspace":
+        return FittedSubspace(q=evaluations - 1, mu=mu, basis=basis).config()
     return {"type": estimator, "q": evaluations - 1, "mu": mu, "scheme": "forward"}
 
 

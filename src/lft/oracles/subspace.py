@@ -80,11 +80,11 @@ class FittedSubspace(nn.Module, FiniteDifferences):
     """Zeroth-order oracle querying along a fixed, fitted orthonormal basis.
 
     Args:
-        q: directions per step, the rows of the basis.
-        dim: the optimisee size the basis is for.
+        q: directions per step: the basis' first ``q`` rows.
+        dim: the optimisee size the basis is for (read from ``basis`` when it names a file).
         mu: finite-difference step.
         scheme: ``"forward"`` (``q + 1`` queries) or ``"antithetic"`` (``2q``).
-        basis: a ``.safetensors`` file from :func:`save_basis` (``q`` rows of ``dim``), or
+        basis: a ``.safetensors`` file from :func:`save_basis` (at least ``q`` rows), or
             ``None``: the basis comes later (:meth:`set_basis`, or a checkpoint's weights).
     """
 
@@ -93,11 +93,20 @@ class FittedSubspace(nn.Module, FiniteDifferences):
                  basis: str | None = None):
         nn.Module.__init__(self)
         self._check(q, mu, scheme, WHERE)
-        self.dim = v.integer("dim (optimisee size)", dim, self.q, where=WHERE)
         self.path = None if basis is None else str(basis)
+        rows = None if self.path is None else load_basis(self.path)
+        if rows is not None:
+            if rows.shape[0] < self.q:
+                raise ValueError(f"{WHERE}: {self.path!r} holds {rows.shape[0]} directions, "
+                                 f"fewer than q = {self.q}; fix: lower q or fit more")
+            if dim is not None and dim != rows.shape[1]:
+                raise ValueError(f"{WHERE}: {self.path!r} is for optimisees of "
+                                 f"{rows.shape[1]} parameters, not dim = {dim}")
+            dim = rows.shape[1]
+        self.dim = v.integer("dim (optimisee size; or a basis file)", dim, self.q, where=WHERE)
         self.register_buffer("basis", torch.zeros(self.q, self.dim))
-        if self.path is not None:
-            self.set_basis(load_basis(self.path))
+        if rows is not None:
+            self.set_basis(rows[:self.q])  # the leading directions: fit_basis orders them
 
     def config(self) -> dict:
         """JSON that rebuilds this oracle with :func:`lft.oracles.build_oracle`."""
