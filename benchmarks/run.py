@@ -5,7 +5,8 @@
 Parts: ``maml`` (a: second-order MAML against higher/torchopt/loop), ``batch`` (b: LFT batched
 against a per-task loop), ``step`` (c: one LSTM-rule step against one Adam step), ``memory``
 (d: peak memory against horizon and inner steps, growth over 2 000 meta-iterations), ``eval``
-(e: evaluating ``images-fo-lft`` against Adam on 100 MNIST tasks x 20 steps). Speed-ups
+(e: evaluating ``images-fo-lft`` against Adam on 100 MNIST tasks x 20 steps), ``oracles``
+(f: a ZO-LFT meta-iteration per zeroth-order oracle, over the Gaussian one's). Speed-ups
 are baseline time / lft time; every other ratio is lft / baseline. ``--quick`` takes about two
 minutes on 2 CPU cores. See ``benchmarks/README.md`` for the latest figures.
 """
@@ -25,10 +26,11 @@ import lstm_step
 import maml
 import memory
 import torch
+import zo_oracles
 from common import clock_for, machine, pick_device, setup
 
 PARTS = {"maml": maml.run, "batch": lft_batch.run, "step": lstm_step.run, "memory": memory.run,
-         "eval": eval_step.run}
+         "eval": eval_step.run, "oracles": zo_oracles.run}
 REQUIRED = (
     "maml_speedup_vs_higher_1step", "maml_speedup_vs_higher_5step",
     "maml_speedup_vs_torchopt_module_1step", "maml_speedup_vs_torchopt_module_5step",
