@@ -2,10 +2,11 @@
 
 :class:`MethodJob` is what :func:`lft.experiments.runner.run_job` runs: meta-train (or tune the
 learning rate of) one method, then evaluate it on held-out test tasks. Figure 4, Table 2 and
-``budgets`` build their jobs as ``MethodJob``, on :class:`TypedJob` (the base of any typed
-job). The fields are checked once, at construction, so a bad job fails where it was made with
-one ``ValueError`` naming the field, not in a worker process minutes later. A job is frozen
-and picklable (it is shipped to the process pool).
+``budgets`` build their jobs as ``MethodJob``; the UAP artefacts (Table 1, ``uap-rivals``) build
+theirs as the sibling typed jobs of :mod:`lft.experiments.uap_jobs`, on :class:`TypedJob`. The
+fields are checked once, at construction, so a bad job fails where it was made with one
+``ValueError`` naming the field, not in a worker process minutes later. A job is frozen and
+picklable (it is shipped to the process pool).
 
 A job's ``to_dict`` is its JSON (what ``results.json``'s ``config.jobs`` and the job store
 record): the optional fields that are off are left out, so a job writes the same dict, and
@@ -198,6 +199,6 @@ class MethodJob(TypedJob):
 
 
 def as_dict(job) -> dict:
-    """A job's fields as a dict: ``job.to_dict()`` for a typed job, the dict itself for the
-    artefacts whose jobs are still plain dicts (Table 1, uap-rivals)."""
+    """A job's fields as a dict: ``job.to_dict()`` for a typed job, the dict itself for a
+    plain-dict one (a job's JSON, e.g. read back from ``results.json``)."""
     return job.to_dict() if hasattr(job, "to_dict") else job

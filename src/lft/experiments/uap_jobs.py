@@ -1,7 +1,8 @@
-"""The typed jobs of the UAP artefacts: Table 1's two phases.
+"""The typed jobs of the UAP artefacts: Table 1's two phases and ``uap-rivals``.
 
-:class:`Table1TuneJob` and :class:`Table1Job` are run by :mod:`lft.experiments.table1_jobs`.
-Like :class:`lft.experiments.jobs.MethodJob` they are
+:class:`Table1TuneJob` and :class:`Table1Job` are run by :mod:`lft.experiments.table1_jobs`,
+:class:`UAPRivalsJob` by :mod:`lft.experiments.uap_rivals_jobs` (and
+:mod:`lft.experiments.uap_blackbox`). Like :class:`lft.experiments.jobs.MethodJob` they are
 frozen, picklable and checked once, at construction, with one ``ValueError`` naming the field;
 ``to_dict`` is the plain dict each job was before it was typed, so the job store's
 description (:func:`lft.experiments.jobstore.describe`) and ``results.json`` are unchanged.
@@ -9,12 +10,15 @@ description (:func:`lft.experiments.jobstore.describe`) and ``results.json`` are
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from collections.abc import Mapping
 
 from lft import validation as v
 from lft.experiments.jobs import TypedJob, check_family, check_record
-from lft.experiments.profiles import optional
+from lft.experiments.profiles import optional, present_fields
 from lft.experiments.table1_spec import ORACLES, SOURCES, TRAIN
+from lft.experiments.uap_rivals_spec import ART_METHODS, TUNED, UAPRivalsProfile
 from lft.meta.learners import MethodConfig
 from lft.meta.trainer import TrainConfig
 
@@ -146,3 +150,84 @@ class Table1Job(TypedJob):
                 v.positive(f"sweep_lrs[{lam!r}]", lrs.get(lam), w)
         if self.estimate_s is not None:
             v.number("estimate_s", self.estimate_s, 0.0, where=w)
+
+
+@dataclasses.dataclass(frozen=True)
+class UAPRivalsJob(TypedJob):
+    """A ``uap-rivals`` job on one ``source`` under ``profile`` (the whole profile: its
+    functions read most of it, and the job store's description has always held it):
+
+    * ``select``: choose eps and tune on meta-training tasks (phase 1);
+    * ``learned``: meta-train and test one learned ``method`` (a black-box profile's: ZO-LFT,
+      no ``method``) with meta-seed ``meta_seed``;
+    * ``fixed``: test the tuned rules and ART's attacks (``only`` those, default all);
+    * ``rivals`` (black-box profiles): test the tuned ZO rivals.
+
+    Phase 2 jobs carry the source's phase-1 record, ``selection``.
+    """
+
+    WHERE = "uap-rivals job"
+
+    profile: UAPRivalsProfile
+    seed: int
+    data_dir: str | None
+    out: str
+    kind: str
+    source: str
+    method: str | None = optional()
+    meta_seed: int | None = optional()
+    selection: dict | None = optional()
+    only: list | None = optional()
+
+    @property
+    def _where(self) -> str:
+        return f"{self.WHERE} ({self.kind} {self.source})"
+
+    def __post_init__(self):
+        w, prof = self._where, self.profile
+        if not isinstance(prof, UAPRivalsProfile):
+            raise ValueError(f"{w}: profile must be a UAPRivalsProfile (read a dict with "
+                             f"UAPRivalsProfile.from_dict), got {type(prof).__name__}")
+        v.integer("seed", self.seed, None, where=w)
+        v.path_or_none("data_dir", self.data_dir, w)
+        v.text("out", self.out, w)
+        black_box = prof.black_box is not None
+        v.choice("kind", self.kind, ["select", "learned", "rivals" if black_box else "fixed"], w)
+        v.choice("source", self.source, SOURCES, w)
+        if (self.selection is None) != (self.kind == "select"):
+            raise ValueError(f"{w}: a {self.kind} job "
+                             + ("has no selection; drop it" if self.kind == "select" else
+                                "needs selection (its source's phase-1 record)"))
+        if self.selection is not None:
+            v.mapping("selection", self.selection, w)
+        learned = self.kind == "learned"
+        methods = [] if black_box or not learned else ["lft", prof.residual]
+        if methods:
+            v.choice("method", self.method, methods, w)
+        elif self.method is not None:
+            raise ValueError(f"{w}: a {self.kind} job of a "
+                             f"{'black-box' if black_box else 'white-box'} profile has no "
+                             "method; drop it")
+        if learned:
+            v.integer("meta_seed", self.meta_seed, 0, prof.meta_seeds - 1, where=w)
+        elif self.meta_seed is not None:
+            raise ValueError(f"{w}: a {self.kind} job has no meta_seed; drop it")
+        if self.only is not None:
+            if self.kind != "fixed" or not isinstance(self.only, list | tuple) or not self.only:
+                raise ValueError(f"{w}: only must be a non-empty list, on a fixed job")
+            for name in self.only:
+                v.choice("only entry", name, [*TUNED, *ART_METHODS], w)
+
+    def to_dict(self) -> dict:
+        """The job as a JSON-ready dict, its profile as :meth:`UAPRivalsProfile.to_dict`."""
+        return {**copy.deepcopy({k: x for k, x in present_fields(self).items()
+                                 if k != "profile"}), "profile": self.profile.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> UAPRivalsJob:
+        """A job from its :meth:`to_dict`; its ``profile`` through
+        :meth:`UAPRivalsProfile.from_dict`."""
+        d = v.mapping(f"a {cls.WHERE}", d)
+        if isinstance(d.get("profile"), Mapping):
+            d["profile"] = UAPRivalsProfile.from_dict(d["profile"])
+        return super().from_dict(d)
