@@ -297,6 +297,8 @@ def test_a_bad_table1_job_is_refused_naming_the_field():
         baseline.replace, family=learned.family)
     assert "meta-learns nothing, which a learned job cannot run" in _one_line_error(
         baseline.replace, kind="learned")
+    assert "oracle 'zo' is not its method's ('fo')" in _one_line_error(learned.replace,
+                                                                        oracle="zo")
     assert "unknown train_source 'svhn'" in _one_line_error(learned.replace,
                                                             train_source="svhn")
     assert "sweep_lrs['0.03'] must be a finite number > 0, got None" in _one_line_error(

@@ -121,9 +121,11 @@ class Table1Job(TypedJob):
         v.integer("test_seed", self.test_seed, None, where=w)
         v.number("lam", self.lam, 0.0, where=w)
         v.choice("train_source", self.train_source, [*TRAIN, "none"], w)
-        if self.name != cfg.name:
-            raise ValueError(f"{w}: name {self.name!r} is not its method's ({cfg.name!r})")
         v.choice("oracle", self.oracle, ORACLES, w)
+        for name, value in (("name", cfg.name), ("oracle", cfg.oracle_kind)):
+            if getattr(self, name) != value:
+                raise ValueError(f"{w}: {name} {getattr(self, name)!r} is not its method's "
+                                 f"({value!r})")
         check_record(self.record, self.steps, w)
         v.number("threshold", self.threshold, 0.0, 1.0, low_open=True, where=w)
         for name, fam in v.mapping("tests", self.tests, w).items():
