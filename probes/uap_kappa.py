@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lft.experiments.uap_rivals import uap_config
+from lft.experiments.uap_rivals import UAPRivalsProfile, uap_config
 from lft.meta import Method, evaluate, preset
 from lft.tasks import build_family
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", type=int, default=200)
     a = p.parse_args(argv)
     doc = json.loads(Path(a.results).read_text())
-    prof, cfg = doc["config"]["profile"], doc["config"]
+    prof, cfg = UAPRivalsProfile.from_dict(doc["config"]["profile"]), doc["config"]
     kappas = [float(k) for k in a.kappas.split(",")]
     for source in ("mnist", "cifar10"):
         eps = cfg["eps"][source]

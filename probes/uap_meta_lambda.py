@@ -59,28 +59,28 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     tuning = json.loads(Path(a.run).read_text())["config"]["tuning"]
     lrs = table1.tuned_lrs(tuning)
     if ("adam", "mnist", table1.lam_key(a.lam)) not in lrs:
-        raise SystemExit(f"lambda {a.lam:g} is not in the run's grid {prof['lams']}")
+        raise SystemExit(f"lambda {a.lam:g} is not in the run's grid {prof.lams}")
     jobs = table1.make_jobs(prof, Path("/tmp/lft-probe"), 0, a.data_dir, a.lam, lrs)
-    lft_job = next(j for j in jobs if j["label"].startswith(f"FO-LFT [{a.train}]"))
+    lft_job = next(j for j in jobs if j.label.startswith(f"FO-LFT [{a.train}]"))
     t0 = time.perf_counter()
     if a.checkpoint:
         lft, _, _ = checkpoint.load(a.checkpoint)
     else:
-        family = build_family(lft_job["family"])
-        lft = Method(MethodConfig.from_dict(lft_job["method"]), family, seed=0)
-        MetaTrainer(lft, family, TrainConfig(**lft_job["train"])).train()
+        family = build_family(lft_job.family)
+        lft = Method(MethodConfig.from_dict(lft_job.method), family, seed=0)
+        MetaTrainer(lft, family, TrainConfig(**lft_job.train)).train()
         print(f"meta-trained at lambda={a.lam:g} in {(time.perf_counter() - t0) / 60:.1f} min")
         if a.save:
             checkpoint.save(a.save, lft, family)
     out = {}
     for source in table1.SOURCES if a.train != "mnist" else ["mnist"]:
-        adam_job = next(j for j in jobs if j["label"].startswith(f"Adam ({source})"))
-        rule = {**adam_job["method"]["rule"], "lr": adam_job["lr"]}
-        adam = Method(MethodConfig.from_dict({**adam_job["method"], "rule": rule}),
-                      build_family(adam_job["tests"][source]), 0)
-        (la, ld), (aa, ad) = (final(m, lft_job["tests"][source], a.tasks) for m in (lft, adam))
+        adam_job = next(j for j in jobs if j.label.startswith(f"Adam ({source})"))
+        rule = {**adam_job.method["rule"], "lr": adam_job.lr}
+        adam = Method(MethodConfig.from_dict({**adam_job.method, "rule": rule}),
+                      build_family(adam_job.tests[source]), 0)
+        (la, ld), (aa, ad) = (final(m, lft_job.tests[source], a.tasks) for m in (lft, adam))
         print(f"{source:8s} lambda={a.lam:g}  FO-LFT {la.mean():.3f} ± {ci(la):.3f} / "
-              f"{ld.mean():.3f}   Adam (lr {adam_job['lr']:g}) {aa.mean():.3f} ± {ci(aa):.3f} / "
+              f"{ld.mean():.3f}   Adam (lr {adam_job.lr:g}) {aa.mean():.3f} ± {ci(aa):.3f} / "
               f"{ad.mean():.3f}   LFT - Adam: ASR {float((la - aa).mean()) * 100:+.1f} ± "
               f"{ci(la - aa) * 100:.1f} points, distortion {float((ld - ad).mean()):+.3f} ± "
               f"{ci(ld - ad):.3f}",

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from lft.experiments import budgets, figure4, table2
+from lft.experiments import budgets, figure4, table1, table1_extra, table2, uap_rivals
 from lft.experiments.jobs import MethodJob
 from lft.experiments.jobstore import JobStore, describe
 from lft.experiments.results import resolve_profile
+from lft.experiments.uap_jobs import Table1Job, Table1TuneJob, UAPRivalsJob
 
-ARTEFACTS = (figure4, table2, budgets)
+ARTEFACTS = (figure4, table2, budgets, table1, uap_rivals)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _one_line_error(fn, *args, **kwargs) -> str:
@@ -43,6 +45,8 @@ def test_an_unknown_override_is_refused_by_name(module):
 @pytest.mark.parametrize("module, field, value", [
     (figure4, "steps", 0), (figure4, "meta_batch", 2.5), (figure4, "lr_grid", []),
     (table2, "eval_chunk", -1), (table2, "workers", True), (budgets, "test_tasks", "10"),
+    (table1, "steps", 0), (table1, "pool", 0.5), (table1, "lams", [0.01, -1.0]),
+    (uap_rivals, "meta_seeds", 0), (uap_rivals, "kappa", -1.0),
 ], ids=lambda x: getattr(x, "ARTEFACT", str(x)))
 def test_a_bad_value_is_refused_naming_the_field(module, field, value):
     text = _one_line_error(resolve_profile, module.PROFILES, "quick", {field: value})
@@ -174,3 +178,186 @@ def test_paper_head_starts_the_cifar10_schedule_where_the_probe_chose():
     assert schedule["rule"]["lr"] == 0.001
     assert "schedule_init source" in _one_line_error(
         resolve_profile, budgets.PROFILES, "paper-head", {"schedule_init": {"svhn": []}})
+
+
+# ------------------------------------------------------------------ Table 1 and uap-rivals
+
+
+@pytest.mark.parametrize("module, overrides, expected", [
+    (table1, {"oracles": ["xo"]}, "unknown oracles entry 'xo'; choose from fo, zo"),
+    (table1, {"select": {"method": "adam", "min_asr": 0.9, "max_asr": 1}},
+     "unknown entry 'max_asr'; choose from method, min_asr, max_distortion"),
+    (table1, {"select": {"method": "adam"}}, "select needs exactly one of min_asr, "
+                                             "max_distortion"),
+    (table1, {"select": {"method": "lbfgs", "min_asr": 0.9}},
+     "unknown select method 'lbfgs'; choose from signsgd, adam, sgd"),
+    (table1, {"record": {"every": 5}}, "record needs entries for ['dense']"),
+    (table1, {"iterations": {"lft": 1, "l2o": 1, "maml": 1, "lft+init": 1}},
+     "iterations: unknown entry 'lft+init'; choose from lft, l2o, maml"),
+    (table1, {"lr_grid": {"signsgd": [0.1], "adam": [0.1]}}, "lr_grid needs entries for "
+                                                             "['sgd']"),
+    (table1, {"maml_inner": {"lr": 0.5, "steps": 1, "order": 2}},
+     "maml_inner: unknown entry 'order'; choose from lr, steps"),
+    (table1, {"lams": [0.01, 0.010]}, "lams must not repeat a lambda"),
+    (uap_rivals, {"norm": "1"}, "unknown norm '1'; choose from 2, inf"),
+    (uap_rivals, {"residual": "lft+rmsprop"}, "unknown residual 'lft+rmsprop'; choose from "
+                                              "lft+signsgd, lft+sgd, lft+adam"),
+    (uap_rivals, {"eps_grid": {"mnist": [1.0], "cifar10": [1.0], "svhn": [1.0]}},
+     "eps_grid: unknown entry 'svhn'; choose from mnist, cifar10"),
+    (uap_rivals, {"target_asr": [0.9, 0.5]}, "target_asr must be (low, high) with low <= high"),
+    (uap_rivals, {"art": {"max_iter": 3, "delta": 0.0, "fgsm": [{"step_fraction": 1.0}],
+                          "pgd": [{"step_fraction": 0.5, "eps_step": 0.1}]}},
+     "art pgd setting: unknown entry 'eps_step'; choose from step_fraction, pgd_iter"),
+    (uap_rivals, {"iterations": {"lft": 3}}, "iterations needs entries for ['residual']"),
+], ids=lambda x: getattr(x, "ARTEFACT", None) or str(x)[:30])
+def test_uap_profiles_refuse_bad_parts_by_name(module, overrides, expected):
+    text = _one_line_error(resolve_profile, module.PROFILES, "quick", overrides)
+    assert text.startswith(f"{module.ARTEFACT} profile: ") and expected in text, text
+
+
+def test_black_box_parts_are_checked_against_the_profile():
+    assert "black_box budgets [5, 10] exceed the profile's 6 steps" in _one_line_error(
+        resolve_profile, uap_rivals.PROFILES, "black-box-quick", {"steps": 6})
+    bb = uap_rivals.PROFILES["black-box-quick"].black_box
+    assert "unknown black_box rule 'rmsprop'; choose from sgd, signsgd, adam" in _one_line_error(
+        resolve_profile, uap_rivals.PROFILES, "black-box-quick",
+        {"black_box": {**bb, "rules": ["rmsprop"]}})
+    assert "black_box: unknown entry 'q'" in _one_line_error(
+        resolve_profile, uap_rivals.PROFILES, "black-box-quick", {"black_box": {**bb, "q": 3}})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        uap_rivals.PROFILES["quick"].steps = 3
+
+
+def test_derived_uap_profiles_write_the_dicts_they_were():
+    """``to_dict`` is the old dict: the derived profiles add their part at the end, and the
+    committed runs' ``config.profile`` reads back and writes out byte for byte."""
+    quick, paper = (uap_rivals.PROFILES[n].to_dict() for n in ("quick", "paper"))
+    kappa = uap_rivals.PROFILES["paper-kappa"].to_dict()
+    assert kappa == {**paper, "kappa": 10.0} and list(kappa)[-1] == "kappa"
+    assert "kappa" not in paper and "black_box" not in quick
+    box = uap_rivals.PROFILES["black-box"].to_dict()
+    assert list(box)[-2:] == ["kappa", "black_box"] and box["black_box"]["budgets"] == [5, 10, 20]
+    assert list(uap_rivals.PROFILES["black-box-quick"].to_dict())[-2:] == ["workers", "black_box"]
+    runs = {"table1": table1.Table1Profile, "table1-zo": table1.Table1Profile,
+            "uap-rivals": uap_rivals.UAPRivalsProfile,
+            "uap-rivals-paper-kappa": uap_rivals.UAPRivalsProfile,
+            "uap-rivals-black-box": uap_rivals.UAPRivalsProfile}
+    for run, cls in runs.items():
+        doc = json.loads((ROOT / "results" / run / "results.json").read_text())
+        stored = doc["config"]["profile"]
+        assert json.dumps(cls.from_dict(stored).to_dict()) == json.dumps(stored), run
+    assert "table1 profile: unknown field 'stepz'" in _one_line_error(
+        table1.Table1Profile.from_dict, {**table1.PROFILES["quick"].to_dict(), "stepz": 1})
+
+
+def test_table1_jobs_are_the_committed_runs_dicts_byte_for_byte():
+    """The paper profile's jobs at the committed run's lambda and step sizes write exactly the
+    ``config.jobs`` that run wrote before the jobs were typed."""
+    doc = json.loads((ROOT / "results" / "table1" / "results.json").read_text())
+    cfg = doc["config"]
+    prof = table1.Table1Profile.from_dict(cfg["profile"])
+    jobs = table1.make_jobs(prof, Path("out"), doc["seed"], cfg["data_dir"], cfg["lambda"],
+                            table1.tuned_lrs(cfg["tuning"]))
+    written = [{k: v for k, v in j.to_dict().items() if k not in ("out", "sweep")}
+               for j in jobs]
+    assert json.dumps(written) == json.dumps(cfg["jobs"])
+
+
+def _table1_jobs():
+    prof = table1.PROFILES["quick"]
+    lrs = {(r, s, table1.lam_key(x)): 0.01 for r in table1.BASELINES for s in table1.SOURCES
+           for x in prof.lams}
+    return (table1.tune_jobs(prof, 0, None),
+            table1.make_jobs(prof, Path("out"), 0, None, prof.lams[0], lrs))
+
+
+def test_table1_jobs_round_trip_and_describe_themselves_as_their_dicts():
+    tune, jobs = _table1_jobs()
+    assert {type(j) for j in tune} == {Table1TuneJob} and {j.kind for j in jobs} == {
+        "learned", "baseline"}
+    for job in tune + jobs:
+        d = job.to_dict()
+        assert type(job).from_dict(json.loads(json.dumps(d))) == job
+        assert pickle.loads(pickle.dumps(job)) == job
+        assert describe(job) == describe(d) == describe(dict(reversed(list(d.items()))))
+        assert all(value is not None for value in d.values()) and d["estimate_s"] > 0
+    learned = next(j for j in jobs if j.kind == "learned")
+    assert "lr" not in learned.to_dict() and list(learned.to_dict())[-3:] == [
+        "family", "train", "estimate_s"]
+
+
+def test_a_bad_table1_job_is_refused_naming_the_field():
+    tune, jobs = _table1_jobs()
+    learned = next(j for j in jobs if j.kind == "learned")
+    baseline = next(j for j in jobs if j.kind == "baseline")
+    assert "unknown field 'stepz'" in _one_line_error(Table1Job.from_dict,
+                                                      {**learned.to_dict(), "stepz": 1})
+    assert "a learned job needs train" in _one_line_error(learned.replace, train=None)
+    assert "a baseline job has no family; drop it" in _one_line_error(
+        baseline.replace, family=learned.family)
+    assert "meta-learns nothing, which a learned job cannot run" in _one_line_error(
+        baseline.replace, kind="learned")
+    assert "oracle 'zo' is not its method's ('fo')" in _one_line_error(learned.replace,
+                                                                        oracle="zo")
+    assert "unknown train_source 'svhn'" in _one_line_error(learned.replace,
+                                                            train_source="svhn")
+    assert "sweep_lrs['0.03'] must be a finite number > 0, got None" in _one_line_error(
+        baseline.replace, sweep_lrs={})
+    assert "record step must be an integer in 0..20" in _one_line_error(
+        learned.replace, record=[0, 21])
+    assert "unknown source 'svhn'" in _one_line_error(tune[0].replace, source="svhn")
+    assert "unknown kind 'learned'; choose from tune" in _one_line_error(tune[0].replace,
+                                                                          kind="learned")
+
+
+def test_table1_extra_reads_the_base_profile_through_the_typed_one(tmp_path):
+    base = json.loads((ROOT / "results" / "table1" / "results.json").read_text())
+    prof, jobs = table1_extra.extra_jobs(base, tmp_path, "lft", "zo", ["mnist"], iterations=2,
+                                         q=3)
+    assert isinstance(prof, table1.Table1Profile) and prof.oracles == ["zo"]
+    assert prof.iterations["lft"] == 2 and [j.label for j in jobs] == [
+        f"ZO-LFT [mnist] lam={base['config']['lambda']:g}"]
+    assert jobs[0].method["oracle"]["q"] == 3 and jobs[0].sweep == {}
+    assert "iterations['lft'] must be an integer >= 1" in _one_line_error(
+        table1_extra.extra_jobs, base, tmp_path, "lft", "zo", ["mnist"], iterations=0)
+
+
+def _uap_job(name: str = "quick", **more) -> UAPRivalsJob:
+    prof = uap_rivals.PROFILES[name]
+    return UAPRivalsJob(profile=prof, seed=0, data_dir=None, out="out", **{
+        "kind": "learned", "source": "mnist", "method": prof.residual, "meta_seed": 0,
+        "selection": {"eps": 2.0, "norm": "2", "rules": {"pgd": {"lr": 0.01}}}, **more})
+
+
+def test_uap_rivals_jobs_carry_the_typed_profile_and_describe_the_old_dict():
+    job = _uap_job()
+    d = job.to_dict()
+    assert d["profile"] == uap_rivals.PROFILES["quick"].to_dict()
+    old = {"profile": uap_rivals.PROFILES["quick"].to_dict(), "seed": 0, "data_dir": None,
+           "out": "out", "kind": "learned", "source": "mnist", "method": "lft+signsgd",
+           "meta_seed": 0, "selection": job.selection}
+    assert describe(job) == describe(old)
+    assert UAPRivalsJob.from_dict(json.loads(json.dumps(d))) == job
+    assert pickle.loads(pickle.dumps(job)) == job
+    select = UAPRivalsJob(profile=uap_rivals.PROFILES["black-box-quick"], seed=0,
+                          data_dir="data", out="out", kind="select", source="cifar10")
+    assert set(select.to_dict()) == {"profile", "seed", "data_dir", "out", "kind", "source"}
+    assert "black_box" in select.to_dict()["profile"]
+
+
+def test_a_bad_uap_rivals_job_is_refused_naming_the_field():
+    job = _uap_job()
+    assert "unknown method 'lft+sgd'; choose from lft, lft+signsgd" in _one_line_error(
+        job.replace, method="lft+sgd")
+    assert "meta_seed must be an integer in 0..0, got 1" in _one_line_error(job.replace,
+                                                                           meta_seed=1)
+    assert "needs selection" in _one_line_error(job.replace, selection=None)
+    assert "unknown kind 'rivals'; choose from select, learned, fixed" in _one_line_error(
+        job.replace, kind="rivals", method=None, meta_seed=None)
+    assert "has no method; drop it" in _one_line_error(_uap_job, "black-box-quick")
+    assert "only entry 'art-cw'" in _one_line_error(
+        job.replace, kind="fixed", method=None, meta_seed=None, only=["art-cw"])
+    assert "profile must be a UAPRivalsProfile" in _one_line_error(
+        job.replace, profile=job.profile.to_dict())
+    assert "unknown field 'steps'" in _one_line_error(UAPRivalsJob.from_dict,
+                                                      {**job.to_dict(), "steps": 3})

@@ -2,6 +2,7 @@
 and the victim's fast input gradient."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -145,7 +146,7 @@ def test_lambda_selection_by_target_asr_takes_the_least_distortion_reaching_it()
 
 
 def test_makespan_deals_longest_first():
-    jobs = [{"estimate_s": s} for s in (3, 5, 3, 4, 3)]
+    jobs = [SimpleNamespace(estimate_s=s) for s in (3, 5, 3, 4, 3)]
     # each worker first sets up both sources; then longest first to the least loaded:
     # 5 -> A, 4 -> B, 3 -> B (7), 3 -> A (8), 3 -> B (10)
     assert makespan_s(jobs, 2) == pytest.approx(2 * SETUP_S + 10)

@@ -186,8 +186,8 @@ def test_uap_rivals_is_a_reproducible_artefact():
 
     assert "uap-rivals" in ARTEFACTS and uap_rivals.ARTEFACT == "uap-rivals"
     assert {"quick", "paper"} <= set(uap_rivals.PROFILES)
-    assert uap_rivals.PROFILES["paper"]["meta_seeds"] == 3
-    assert uap_rivals.PROFILES["quick"]["meta_seeds"] == 1
+    assert uap_rivals.PROFILES["paper"].meta_seeds == 3
+    assert uap_rivals.PROFILES["quick"].meta_seeds == 1
 
 
 @needs_data

@@ -1,16 +1,18 @@
-"""A method job of the reproductions as a typed, validated specification.
+"""The jobs of the reproductions as typed, validated specifications.
 
 :class:`MethodJob` is what :func:`lft.experiments.runner.run_job` runs: meta-train (or tune the
 learning rate of) one method, then evaluate it on held-out test tasks. Figure 4, Table 2 and
-``budgets`` build their jobs as ``MethodJob``; the fields are checked once, at construction, so
-a bad job fails where it was made with one ``ValueError`` naming the field, not in a worker
-process minutes later. A job is frozen and picklable (it is shipped to the process pool).
+``budgets`` build their jobs as ``MethodJob``; the UAP artefacts (Table 1, ``uap-rivals``) build
+theirs as the sibling typed jobs of :mod:`lft.experiments.uap_jobs`, on :class:`TypedJob`. The
+fields are checked once, at construction, so a bad job fails where it was made with one
+``ValueError`` naming the field, not in a worker process minutes later. A job is frozen and
+picklable (it is shipped to the process pool).
 
-:meth:`MethodJob.to_dict` is its JSON (what ``results.json``'s ``config.jobs`` and the job store
+A job's ``to_dict`` is its JSON (what ``results.json``'s ``config.jobs`` and the job store
 record): the optional fields that are off are left out, so a job writes the same dict, and
 :func:`lft.experiments.jobstore.describe` the same canonical JSON, as the plain dict it
 replaced; records a killed run stored before the change are still reused on ``--resume``.
-:meth:`MethodJob.from_dict` reads it back (unknown keys are refused by name).
+``from_dict`` reads it back (unknown keys are refused by name).
 """
 
 from __future__ import annotations
@@ -27,8 +29,52 @@ from lft.meta.trainer import TrainConfig
 _WHERE = "method job"
 
 
+class TypedJob:
+    """Base of the typed jobs (frozen dataclasses): JSON, validated copies, error prefix."""
+
+    WHERE = "job"
+
+    @property
+    def _where(self) -> str:
+        label = getattr(self, "label", None)
+        return f"{self.WHERE} {label!r}" if isinstance(label, str) else self.WHERE
+
+    def replace(self, **changes):
+        """A copy with ``changes`` (validated again); unknown fields are refused by name."""
+        check_fields(self._where, type(self), changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """The job as a JSON-ready dict (a deep copy), without the optional fields that are
+        off: the plain dict the job was before it was typed."""
+        return copy.deepcopy(present_fields(self))
+
+    @classmethod
+    def from_dict(cls, d: Mapping):
+        """A job from its :meth:`to_dict` (or JSON of it); unknown or bad fields raise
+        ``ValueError``."""
+        d = v.mapping(f"a {cls.WHERE}", d)
+        check_fields(cls.WHERE, cls, d)
+        return cls(**copy.deepcopy(d))
+
+
+def check_family(name: str, family, where: str) -> None:
+    """Refuse a ``family`` that is not a family configuration (a dict with a ``task``)."""
+    if not isinstance(family, Mapping) or "task" not in family:
+        raise ValueError(f"{where}: {name} must be a family configuration with a 'task' (e.g. "
+                         "lft.tasks.named_family('sine').config())")
+
+
+def check_record(record, steps: int, where: str) -> None:
+    """Refuse a ``record`` that is not a non-empty list of steps in ``0..steps``."""
+    if not isinstance(record, list | tuple) or not record:
+        raise ValueError(f"{where}: record must be a non-empty list of steps")
+    for k in record:
+        v.integer("record step", k, 0, steps, where=where)
+
+
 @dataclasses.dataclass(frozen=True)
-class MethodJob:
+class MethodJob(TypedJob):
     """One method to meta-train (or tune) and evaluate.
 
     Attributes:
@@ -76,8 +122,10 @@ class MethodJob:
     zo_rival: str | None = optional()
     lr: float | None = optional()
 
+    WHERE = _WHERE
+
     def __post_init__(self):
-        w = f"{_WHERE} {self.label!r}" if isinstance(self.label, str) else _WHERE
+        w = self._where
         v.text("label", self.label, w)
         v.mapping("family", self.family, w)
         if "task" not in self.family:
@@ -117,10 +165,7 @@ class MethodJob:
         if self.record is not None:
             if self.tests is None:
                 raise ValueError(f"{w}: record applies to tests; give tests or drop record")
-            if not isinstance(self.record, list | tuple) or not self.record:
-                raise ValueError(f"{w}: record must be a non-empty list of steps")
-            for k in self.record:
-                v.integer("record step", k, 0, self.steps, where=w)
+            check_record(self.record, self.steps, w)
         if self.init_from is not None:
             v.text("init_from", self.init_from, w)
             if not cfg.learn_init:
@@ -152,26 +197,8 @@ class MethodJob:
             raise ValueError(f"{_WHERE} {self.label!r} does not meta-train (no train)")
         return TrainConfig.from_dict(self.train)
 
-    def replace(self, **changes) -> MethodJob:
-        """A copy with ``changes`` (validated again); unknown fields are refused by name."""
-        check_fields(f"{_WHERE} {self.label!r}", type(self), changes)
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        """The job as a JSON-ready dict (a deep copy), without the optional fields that are
-        off: the plain dict the job was before it was typed."""
-        return copy.deepcopy(present_fields(self))
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> MethodJob:
-        """A job from its :meth:`to_dict` (or JSON of it); unknown or bad fields raise
-        ``ValueError``."""
-        d = v.mapping(f"a {_WHERE}", d)
-        check_fields(_WHERE, cls, d)
-        return cls(**copy.deepcopy(d))
-
 
 def as_dict(job) -> dict:
-    """A job's fields as a dict: ``job.to_dict()`` for a typed job, the dict itself for the
-    artefacts whose jobs are still plain dicts (Table 1, uap-rivals)."""
+    """A job's fields as a dict: ``job.to_dict()`` for a typed job, the dict itself for a
+    plain-dict one (a job's JSON, e.g. read back from ``results.json``)."""
     return job.to_dict() if hasattr(job, "to_dict") else job

@@ -58,8 +58,8 @@ def _key(k):
 
 def describe(job) -> str:
     """A job's canonical JSON, what a stored record must match to be reused: its fields
-    (:meth:`lft.experiments.jobs.MethodJob.to_dict` for a typed job, the dict itself for the
-    artefacts whose jobs are plain dicts) with sorted keys. A typed job describes itself as
+    (``to_dict()`` for a typed job, :mod:`lft.experiments.jobs`; the dict itself for a plain
+    dict) with sorted keys. A typed job describes itself as
     the plain dict it replaced did, so records stored before it was typed are still reused."""
     return json.dumps(as_dict(job), sort_keys=True, default=str)
 

@@ -44,6 +44,16 @@ def check_fields(kind: str, cls, given: Mapping) -> None:
                          f"{', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
 
 
+def check_entries(where: str, given: Mapping, allowed: Iterable[str]) -> None:
+    """Refuse keys of the dict ``given`` (a part of a profile or job, e.g. its ``select``)
+    outside ``allowed``, naming them and the choices."""
+    allowed = list(allowed)
+    unknown = sorted(set(given) - set(allowed), key=str)
+    if unknown:
+        raise ValueError(f"{where}: unknown entr{'ies' if len(unknown) > 1 else 'y'} "
+                         f"{', '.join(map(repr, unknown))}; choose from {', '.join(allowed)}")
+
+
 class Profile:
     """Base of the artefacts' profile dataclasses: resolution, JSON, validation helpers.
 
@@ -105,35 +115,51 @@ class Profile:
         for x in values:
             v.choice(f"{name} entry", x, options, where=self._where)
 
-    def _keys(self, name: str, required: Iterable[str]) -> dict:
-        """Field ``name`` is a dict with (at least) the ``required`` keys."""
-        d = v.mapping(name, getattr(self, name), where=self._where)
+    def _keys(self, name: str, required: Iterable[str], allowed: Iterable[str] | None = None,
+              value=None) -> dict:
+        """Field ``name`` (or ``value``, a part of one) is a dict with (at least) the
+        ``required`` keys and, if ``allowed`` is given, no other keys than those."""
+        d = v.mapping(name, getattr(self, name) if value is None else value, where=self._where)
         missing = [k for k in required if k not in d]
         if missing:
             raise ValueError(f"{self._where}: {name} needs entries for {missing}; add them "
                              f"(it has {sorted(d)})")
+        if allowed is not None:
+            check_entries(f"{self._where}: {name}", d, allowed)
         return d
 
-    def _int_values(self, name: str, required: Iterable[str] = ()) -> None:
-        for key, value in self._keys(name, required).items():
+    def _record(self, name: str = "record") -> None:
+        """Field ``name`` is ``{"dense": n >= 0, "every": n >= 1}``: metrics at steps
+        ``0..dense`` and every ``every``-th (:func:`lft.meta.evaluate.sparse_steps`)."""
+        d = self._keys(name, ["dense", "every"], ["dense", "every"])
+        v.integer(f"{name} dense", d["dense"], 0, where=self._where)
+        v.integer(f"{name} every", d["every"], 1, where=self._where)
+
+    def _int_values(self, name: str, required: Iterable[str] = (), exact: bool = False) -> None:
+        """Field ``name`` maps (at least; with ``exact`` only) ``required`` to integers >= 1."""
+        for key, value in self._keys(name, required, required if exact else None).items():
             v.integer(f"{name}[{key!r}]", value, 1, where=self._where)
 
-    def _number_values(self, name: str, required: Iterable[str] = ()) -> None:
-        for key, value in self._keys(name, required).items():
+    def _number_values(self, name: str, required: Iterable[str] = (),
+                       exact: bool = False) -> None:
+        """Field ``name`` maps (at least; with ``exact`` only) ``required`` to numbers > 0."""
+        for key, value in self._keys(name, required, required if exact else None).items():
             v.number(f"{name}[{key!r}]", value, 0.0, low_open=True, where=self._where)
 
-    def _grid(self, name: str, grid=None) -> None:
-        """A non-empty list of positive learning rates (field ``name`` unless ``grid``)."""
+    def _grid(self, name: str, grid=None, what: str = "learning rates") -> None:
+        """A non-empty list of positive numbers (field ``name`` unless ``grid``)."""
         grid = getattr(self, name) if grid is None else grid
         if not isinstance(grid, list | tuple) or not grid:
-            raise ValueError(f"{self._where}: {name} must be a non-empty list of learning "
-                             f"rates, got {grid!r}")
+            raise ValueError(f"{self._where}: {name} must be a non-empty list of {what}, "
+                             f"got {grid!r}")
         for x in grid:
             v.number(name, x, 0.0, low_open=True, where=self._where)
 
-    def _grids(self, name: str, required: Iterable[str]) -> None:
-        for key, grid in self._keys(name, required).items():
-            self._grid(f"{name}[{key!r}]", grid)
+    def _grids(self, name: str, required: Iterable[str], exact: bool = False,
+               what: str = "learning rates") -> None:
+        """Field ``name`` maps (at least; with ``exact`` only) ``required`` to grids."""
+        for key, grid in self._keys(name, required, required if exact else None).items():
+            self._grid(f"{name}[{key!r}]", grid, what)
 
     def _steps(self, name: str, high: int | None = None) -> None:
         """A non-empty, increasing list of positive step counts (at most ``high``)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 
@@ -25,19 +24,14 @@ def default_out(artefact: str, profile: str) -> Path:
     return Path("results") / (artefact if profile == "paper" else f"{artefact}-{profile}")
 
 
-def resolve_profile(profiles: dict, name: str, overrides: dict | None = None):
-    """A copy of the named profile with ``overrides`` applied; unknown names raise.
-
-    A typed profile (:class:`~lft.experiments.profiles.Profile`) is resolved by
-    :meth:`~lft.experiments.profiles.Profile.resolve` (unknown or bad override fields raise
-    ``ValueError`` naming them); a plain-dict profile is deep-copied and updated."""
+def resolve_profile(profiles: dict, name: str, overrides: dict | None = None) -> Profile:
+    """A copy of the named profile (a :class:`~lft.experiments.profiles.Profile`) with
+    ``overrides`` applied and validated (:meth:`~lft.experiments.profiles.Profile.resolve`);
+    an unknown profile name or override field, or a bad value, raises ``ValueError`` naming
+    it."""
     if name not in profiles:
         raise ValueError(f"unknown profile {name!r}; choose from {sorted(profiles)}")
-    if isinstance(profiles[name], Profile):
-        return type(profiles[name]).resolve(profiles, name, overrides)
-    prof = copy.deepcopy(profiles[name])
-    prof.update(overrides or {})
-    return prof
+    return type(profiles[name]).resolve(profiles, name, overrides)
 
 
 def start_run(profiles: dict, artefact: str, profile: str, sources,

@@ -1,10 +1,10 @@
 """Run a set of method jobs (meta-train or tune, then evaluate), optionally in parallel.
 
 A method job is a :class:`~lft.experiments.jobs.MethodJob` (typed, validated once, picklable,
-so it can be shipped to a worker process); :func:`run_jobs` also runs the artefacts whose jobs
-are still plain dicts (Table 1, uap-rivals) with their own ``run``. Each job seeds its own
-generators from the run seed and its name, so the numbers do not depend on how many workers
-run or in which order.
+so it can be shipped to a worker process); :func:`run_jobs` also runs the jobs of other kinds
+(Table 1's and uap-rivals', :mod:`lft.experiments.uap_jobs`) with their own ``run``. Each job
+seeds its own generators from the run seed and its name, so the numbers do not depend on how
+many workers run or in which order.
 """
 
 from __future__ import annotations
@@ -197,11 +197,11 @@ def run_jobs(jobs: list, workers: int = 1, progress: bool = True,
     """Run ``jobs``; with ``workers > 1`` in separate processes of one thread each: the one
     job runner of the reproductions.
 
-    ``jobs`` are :class:`~lft.experiments.jobs.MethodJob` (or plain dicts, for ``run``s of
-    other kinds). Workers take the jobs of largest :func:`priorities` first, which shortens
-    the run when a few jobs dominate; a job whose ``after`` names another's label starts once
-    that job has finished (e.g. one that warm-starts from its checkpoint). Results come back
-    in the order of ``jobs``.
+    ``jobs`` are :class:`~lft.experiments.jobs.MethodJob` (or typed jobs of other kinds, or
+    plain dicts, for their own ``run``). Workers take the jobs of largest :func:`priorities`
+    first, which shortens the run when a few jobs dominate; a job whose ``after`` names
+    another's label starts once that job has finished (e.g. one that warm-starts from its
+    checkpoint). Results come back in the order of ``jobs``.
     ``store`` (optional) keeps each finished job's record and, resuming, supplies those of the
     jobs a killed run had finished (:class:`~lft.experiments.jobstore.JobStore`). ``run``
     (default :func:`run_job`) is the module-level function ``run(job, resume=False)`` that runs

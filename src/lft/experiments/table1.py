@@ -54,32 +54,34 @@ from lft.experiments.table1_spec import (  # noqa: F401 - the artefact's names, 
     TESTS,
     THRESHOLD,
     TRAIN,
+    Table1Profile,
     lam_key,
     record_steps,
     steps_summary,
     uap_config,
 )
+from lft.experiments.uap_jobs import Table1Job, Table1TuneJob
 from lft.meta.evaluate import Curve
 from lft.meta.learners import preset
 
 # ------------------------------------------------------------------ phase 1: lambda selection
 
-def tune_jobs(prof: dict, seed: int, data_dir: str | None) -> list[dict]:
+def tune_jobs(prof: Table1Profile, seed: int, data_dir: str | None) -> list[Table1TuneJob]:
     """Tune every hand-designed rule on every source at every lambda of the grid."""
     from lft.experiments.table1_costs import estimate_s
 
-    steps = prof["steps"]
+    steps = prof.steps
     jobs = []
     for name in BASELINES:
         for source in SOURCES:
-            for lam in prof["lams"]:
-                job = {"kind": "tune", "label": f"tune {name} ({source}) lam={lam:g}",
-                       "family": uap_config(source, prof, data_dir, lam),
-                       "method": preset(name, horizon=steps).to_dict(),
-                       "grid": prof["lr_grid"][name], "steps": steps,
-                       "tasks": prof["tune_tasks"], "seed": seed, "source": source, "lam": lam,
-                       "record": list(range(0, steps + 1, prof["record"]["every"]))}
-                jobs.append({**job, "estimate_s": estimate_s(job)})
+            for lam in prof.lams:
+                job = Table1TuneJob(
+                    kind="tune", label=f"tune {name} ({source}) lam={lam:g}",
+                    family=uap_config(source, prof, data_dir, lam),
+                    method=preset(name, horizon=steps).to_dict(), grid=prof.lr_grid[name],
+                    steps=steps, tasks=prof.tune_tasks, seed=seed, source=source, lam=lam,
+                    record=list(range(0, steps + 1, prof.record["every"])))
+                jobs.append(job.replace(estimate_s=estimate_s(job)))
     return jobs
 
 
@@ -101,7 +103,7 @@ def select_lambda(tuned: list[dict], select: dict) -> tuple[float, dict]:
     method = select["method"]
     if ("min_asr" in select) == ("max_distortion" in select):
         raise ValueError("lambda selection needs exactly one of 'min_asr' or 'max_distortion' "
-                         f"in profile['select']; got {sorted(select)}")
+                         f"in the profile's select; got {sorted(select)}")
     per: dict[float, dict[str, dict]] = {}
     for r in tuned:
         if r["name"] == method:
@@ -141,39 +143,39 @@ def tuned_lrs(tuned: list[dict]) -> dict[tuple[str, str, str], float]:
 
 # ------------------------------------------------------------------ phase 2: the table
 
-def make_jobs(prof: dict, out: Path, seed: int, data_dir: str | None, lam: float,
-              lrs: dict[tuple[str, str, str], float]) -> list[dict]:
+def make_jobs(prof: Table1Profile, out: Path, seed: int, data_dir: str | None, lam: float,
+              lrs: dict[tuple[str, str, str], float]) -> list[Table1Job]:
     """Every table job at ``lam``, each also testing at the grid's other lambdas."""
     from lft.experiments.table1_costs import estimate_s
 
-    steps, jobs = prof["steps"], []
-    others = [x for x in prof["lams"] if lam_key(x) != lam_key(lam)]
+    steps, jobs = prof.steps, []
+    others = [x for x in prof.lams if lam_key(x) != lam_key(lam)]
 
-    def job(kind, label, cfg, train_source, sources, **extra) -> dict:
-        j = {"kind": kind, "label": label, "method": cfg.to_dict(), "out": str(out),
-             "steps": steps, "test_tasks": prof["test_tasks"],
-             "sweep_tasks": prof["sweep_tasks"], "seed": seed, "test_seed": seed, "lam": lam,
-             "train_source": train_source, "name": cfg.name, "oracle": cfg.oracle_kind,
-             "record": record_steps(prof), "threshold": THRESHOLD,
-             "tests": {s: uap_config(s, prof, data_dir, lam) for s in sources},
-             "sweep": {lam_key(x): {s: uap_config(s, prof, data_dir, x) for s in sources}
-                       for x in others}, **extra}
-        return {**j, "estimate_s": estimate_s(j)}
+    def job(kind, label, cfg, train_source, sources, **extra) -> Table1Job:
+        j = Table1Job(
+            kind=kind, label=label, method=cfg.to_dict(), out=str(out), steps=steps,
+            test_tasks=prof.test_tasks, sweep_tasks=prof.sweep_tasks, seed=seed,
+            test_seed=seed, lam=lam, train_source=train_source, name=cfg.name,
+            oracle=cfg.oracle_kind, record=record_steps(prof), threshold=THRESHOLD,
+            tests={s: uap_config(s, prof, data_dir, lam) for s in sources},
+            sweep={lam_key(x): {s: uap_config(s, prof, data_dir, x) for s in sources}
+                   for x in others}, **extra)
+        return j.replace(estimate_s=estimate_s(j))
 
     def train_cfg(name: str) -> dict:
-        return {"iterations": prof["iterations"][name], "meta_batch": prof["meta_batch"],
-                "meta_lr": prof["meta_lr"][name], "clip": 1.0, "seed": seed,
-                "log_every": 10, "lr_decay": prof["lr_decay"]}
+        return {"iterations": prof.iterations[name], "meta_batch": prof.meta_batch,
+                "meta_lr": prof.meta_lr[name], "clip": 1.0, "seed": seed,
+                "log_every": 10, "lr_decay": prof.lr_decay}
 
     for train in TRAIN:
         for name in ("lft", "l2o"):
-            for oracle in prof["oracles"]:
+            for oracle in prof.oracles:
                 cfg = preset(name, zo=oracle == "zo", horizon=steps,
-                             truncation=prof["truncation"])
+                             truncation=prof.truncation)
                 jobs.append(job("learned", f"{cfg.label} [{train}] lam={lam:g}", cfg, train,
                                 SOURCES, family=uap_config(train, prof, data_dir, lam),
                                 train=train_cfg(name)))
-    inner = prof["maml_inner"]
+    inner = prof.maml_inner
     maml = preset("maml", horizon=inner["steps"])
     maml.rule = {**maml.rule, "lr": inner["lr"]}
     jobs.append(job("learned", f"MAML [mnist] lam={lam:g}", maml, "mnist", ["mnist"],
@@ -187,21 +189,21 @@ def make_jobs(prof: dict, out: Path, seed: int, data_dir: str | None, lam: float
     return jobs
 
 
-def cells(records: list[dict], jobs: list[dict]) -> dict[tuple, dict[str, torch.Tensor]]:
+def cells(records: list[dict], jobs: list[Table1Job]) -> dict[tuple, dict[str, torch.Tensor]]:
     """``(train, method, oracle, test, lambda) -> {metric: (tasks, recorded steps), "steps":
     the recorded steps, "first_hit": (tasks,) at the chosen lambda}``, with the pooled mix
     column wherever both sources were tested."""
     out: dict[tuple, dict[str, torch.Tensor]] = {}
     for r, j in zip(records, jobs):
-        key = (j["train_source"], j["name"], j["oracle"])
+        key = (j.train_source, j.name, j.oracle)
         for test, curves in r["tests"].items():
-            out[(*key, test, j["lam"])] = {**{k: torch.tensor(v) for k, v in curves.items()},
-                                           "steps": torch.tensor(j["record"])}
+            out[(*key, test, j.lam)] = {**{k: torch.tensor(v) for k, v in curves.items()},
+                                        "steps": torch.tensor(j.record)}
         for lam, per_test in r["sweep"].items():
             for test, curves in per_test.items():
                 out[(*key, test, float(lam))] = {**{k: torch.tensor(v)
                                                     for k, v in curves.items()},
-                                                 "steps": torch.tensor([0, j["steps"]])}
+                                                 "steps": torch.tensor([0, j.steps])}
     for key in sorted({k[:3] + k[4:] for k in out}, key=str):  # a fixed row order
         parts = [out.get((*key[:3], s, key[3])) for s in SOURCES]
         if all(p is not None for p in parts):
@@ -237,7 +239,7 @@ def save_curves(path: str | Path, table: dict) -> None:
                   "cifar10"})
 
 
-def schema_rows(table: dict, prof: dict) -> list[dict]:
+def schema_rows(table: dict, prof: Table1Profile) -> list[dict]:
     """``results.json`` rows: curves of each metric at the recorded steps, steps to 75% ASR
     (at the chosen lambda), N/A cells."""
     rows = []
@@ -255,11 +257,11 @@ def schema_rows(table: dict, prof: dict) -> list[dict]:
                      "test_source": test, "metric": "steps_to_asr75", "step": None,
                      "mean": mean, "ci95": None, "n": n,
                      "note": f"{note}; {hit} of {n} tasks reached 75% ASR within "
-                             f"{prof['steps']} steps"})
+                             f"{prof.steps} steps"})
     for test in TESTS:
         if test != "mnist":
             rows.append({"method": "maml", "oracle": "fo", "train_source": "mnist",
-                         "test_source": test, "metric": "asr", "step": prof["steps"],
+                         "test_source": test, "metric": "asr", "step": prof.steps,
                          "mean": None, "ci95": None, "n": 0, "note": NOT_APPLICABLE})
     return rows
 
@@ -292,31 +294,32 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     victims = {}  # fail fast on missing data; train missing victims once, up front
     for source in SOURCES:
         victims[source] = build_family(uap_config(source, prof, data_dir,
-                                                  prof["lams"][0])).victim.record
+                                                  prof.lams[0])).victim.record
     out.mkdir(parents=True, exist_ok=True)  # only once the data are known to be there
-    workers = workers or min(prof["workers"], os.cpu_count() or 1)
+    workers = workers or min(prof.workers, os.cpu_count() or 1)
     tjobs = tune_jobs(prof, seed, data_dir)
     store = JobStore(out / "jobs", resume)
     tuned = run_jobs(tjobs, workers, progress, store, run=run_job, desc="tune step sizes")
-    lam, selection = select_lambda(tuned, prof["select"])
+    lam, selection = select_lambda(tuned, prof.select)
     jobs = make_jobs(prof, out, seed, data_dir, lam, tuned_lrs(tuned))
     if progress:
         print(f"lambda = {lam:g} ({len(jobs)} jobs, estimated "
               f"{makespan_s(jobs, workers) / 60:.0f} min on {workers} workers)", flush=True)
     records = run_jobs(jobs, workers, progress, store, run=run_job, desc="table jobs")
     table = cells(records, jobs)
-    lft_mix = next(j for j in jobs if j["label"].startswith("FO-LFT [mnist+cifar10]"))
+    lft_mix = next(j for j in jobs if j.label.startswith("FO-LFT [mnist+cifar10]"))
     report.pictures(out / "perturbations.png", out / "checkpoints" / f"{job_key(lft_mix)}"
                     ".safetensors", [uap_config(s, prof, data_dir, lam) for s in SOURCES],
-                    prof["steps"], prof["pictures"], seed)
+                    prof.steps, prof.pictures, seed)
     wall = time.perf_counter() - t0
-    config = {"profile": prof, "workers": workers, "data_dir": data_dir, "lambda": lam,
+    config = {"profile": prof.to_dict(), "workers": workers, "data_dir": data_dir, "lambda": lam,
               "lambda_selection": selection, "threshold": THRESHOLD, "victims": victims,
               "recorded_steps": record_steps(prof),
               "mix_column": "pooled MNIST and CIFAR-10 test tasks (equal numbers)",
               "definitions": DEFINITIONS,
               "tuning": tuned,
-              "jobs": [{k: v for k, v in j.items() if k not in ("out", "sweep")} for j in jobs],
+              "jobs": [{k: v for k, v in j.to_dict().items() if k not in ("out", "sweep")}
+                       for j in jobs],
               "outcomes": [{k: v for k, v in r.items() if k not in ("tests", "sweep")}
                            for r in records],
               "estimated_s": {"tuning": makespan_s(tjobs, workers),

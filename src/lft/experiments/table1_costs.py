@@ -72,31 +72,31 @@ def eval_s(method: dict, source: str, tasks: int, steps: int, recorded: int,
     return total
 
 
-def estimate_s(job: dict) -> float:
-    """Estimated CPU seconds of one job (:mod:`lft.experiments.table1_jobs`), calibrated."""
+def estimate_s(job) -> float:
+    """Estimated CPU seconds of one job (a :class:`~lft.experiments.uap_jobs.Table1TuneJob` or
+    :class:`~lft.experiments.uap_jobs.Table1Job`), calibrated."""
     return CALIBRATION * _model_s(job)
 
 
-def _model_s(job: dict) -> float:
-    steps, method = job["steps"], job["method"]
-    if job["kind"] == "tune":
-        s = job["family"]["source"]
-        per_lr = eval_s(method, s, job["tasks"], steps, len(job["record"]), False)
-        return (len(job["grid"]) + 1) * per_lr
-    total = sum(eval_s(method, s, job["test_tasks"], steps, len(job["record"]), True)
-                for s in job["tests"])
-    total += sum(eval_s(method, s, job["sweep_tasks"], steps, 2, False)
-                 for per in job["sweep"].values() for s in per)
-    if job["kind"] == "learned":
-        key = (method["name"], job["train_source"])
-        total += job["train"]["iterations"] * TRAIN_ITERATION_S[key] * \
-            job["train"]["meta_batch"] / 8
+def _model_s(job) -> float:
+    steps, method = job.steps, job.method
+    if job.kind == "tune":
+        s = job.family["source"]
+        per_lr = eval_s(method, s, job.tasks, steps, len(job.record), False)
+        return (len(job.grid) + 1) * per_lr
+    total = sum(eval_s(method, s, job.test_tasks, steps, len(job.record), True)
+                for s in job.tests)
+    total += sum(eval_s(method, s, job.sweep_tasks, steps, 2, False)
+                 for per in job.sweep.values() for s in per)
+    if job.kind == "learned":
+        key = (method["name"], job.train_source)
+        total += job.train["iterations"] * TRAIN_ITERATION_S[key] * job.train["meta_batch"] / 8
     return total
 
 
-def makespan_s(jobs: list[dict], workers: int) -> float:
-    """Wall seconds for ``jobs`` dealt longest first to ``workers`` processes (each also
-    loading the data of both sources once)."""
+def makespan_s(jobs: list, workers: int) -> float:
+    """Wall seconds for ``jobs`` (Table 1's typed jobs) dealt longest first to ``workers``
+    processes (each also loading the data of both sources once)."""
     from lft.experiments.runner import makespan_s as deal
 
-    return deal([j.get("estimate_s") or estimate_s(j) for j in jobs], workers, 2 * SETUP_S)
+    return deal([j.estimate_s or estimate_s(j) for j in jobs], workers, 2 * SETUP_S)

@@ -33,6 +33,8 @@ from lft.experiments.runner import run_jobs
 from lft.experiments.table1 import ARTEFACT, TESTS, cells, make_jobs, schema_rows, tuned_lrs
 from lft.experiments.table1_jobs import run_job
 from lft.experiments.table1_report import TITLES
+from lft.experiments.table1_spec import Table1Profile
+from lft.experiments.uap_jobs import Table1Job
 
 METHODS = ("lft", "l2o")
 ORACLES = ("fo", "zo")
@@ -40,25 +42,27 @@ ORACLES = ("fo", "zo")
 
 def extra_jobs(base: dict, out: Path, method: str, oracle: str, train: list[str],
                iterations: int | None = None, test_tasks: int | None = None,
-               q: int | None = None, sweep: bool = False) -> tuple[dict, list[dict]]:
-    """The profile (with the overrides) and the jobs of ``method``/``oracle`` meta-trained on
-    each source of ``train``, at the lambda of the base run ``base`` (its results.json)."""
+               q: int | None = None, sweep: bool = False
+               ) -> tuple[Table1Profile, list[Table1Job]]:
+    """The profile (the base run's, read through :meth:`Table1Profile.from_dict`, with the
+    overrides) and the jobs of ``method``/``oracle`` meta-trained on each source of
+    ``train``, at the lambda of the base run ``base`` (its results.json)."""
     cfg = base["config"]
-    prof = json.loads(json.dumps(cfg["profile"]))
-    prof["oracles"] = [oracle]
+    changes: dict = {"oracles": [oracle]}
     if iterations is not None:
-        prof["iterations"][method] = iterations
+        changes["iterations"] = {**cfg["profile"]["iterations"], method: iterations}
     if test_tasks is not None:
-        prof["test_tasks"] = test_tasks
+        changes["test_tasks"] = test_tasks
+    prof = Table1Profile.from_dict({**cfg["profile"], **changes})
     jobs = make_jobs(prof, out, base["seed"], cfg["data_dir"], cfg["lambda"],
                      tuned_lrs(cfg["tuning"]))
-    jobs = [j for j in jobs if j["kind"] == "learned" and j["name"] == method
-            and j["oracle"] == oracle and j["train_source"] in train]
-    for j in jobs:
+    jobs = [j for j in jobs if j.kind == "learned" and j.name == method
+            and j.oracle == oracle and j.train_source in train]
+    for i, j in enumerate(jobs):
+        more: dict = {} if sweep else {"sweep": {}}
         if q is not None and oracle == "zo":
-            j["method"]["oracle"]["q"] = q
-        if not sweep:
-            j["sweep"] = {}
+            more["method"] = {**j.method, "oracle": {**j.method["oracle"], "q": q}}
+        jobs[i] = j.replace(**more)
     return prof, jobs
 
 
@@ -81,26 +85,27 @@ def _cell(rows: list[dict], key: tuple, test: str, k: int, lam: float) -> str:
             f"{steps}")
 
 
-def write_table(path: Path, rows: list[dict], base_rows: list[dict], jobs: list[dict],
-                records: list[dict], prof: dict, lam: float, wall: float, base_dir: str) -> None:
+def write_table(path: Path, rows: list[dict], base_rows: list[dict], jobs: list[Table1Job],
+                records: list[dict], prof: Table1Profile, lam: float, wall: float,
+                base_dir: str) -> None:
     """The new rows beside the base run's rows of the same training sources (``records``:
     the jobs' outcomes, for their meta-training statistics)."""
-    k = prof["steps"]
+    k = prof.steps
     lines = [f"# Table 1, more rows (lambda = {lam:g}, the base run's; {base_dir})", "",
              f"Each cell: ASR ± 95% CI / distortion ||delta||_2/sqrt(d) / mean steps to 75% "
              f"ASR, after {k} steps, on the base run's stream of held-out test tasks (new "
-             f"rows: the first {prof['test_tasks']} per source; base rows: as many as its "
+             f"rows: the first {prof.test_tasks} per source; base rows: as many as its "
              "table has; the mix pools the sources).", "",
              "| meta-train on | method | " + " | ".join(f"test: {TITLES[t]}" for t in TESTS)
              + " |", "|---|---|" + "---|" * len(TESTS)]
     for j in jobs:
-        for src, label, pool in (("new", f"{j['oracle'].upper()}-{j['name'].upper()}", rows),
-                                 ("base", f"FO-{j['name'].upper()} (base run)", base_rows)):
-            key = (j["name"], j["oracle"] if src == "new" else "fo", j["train_source"])
-            lines.append(f"| {TITLES[j['train_source']]} | {label} | "
+        for src, label, pool in (("new", f"{j.oracle.upper()}-{j.name.upper()}", rows),
+                                 ("base", f"FO-{j.name.upper()} (base run)", base_rows)):
+            key = (j.name, j.oracle if src == "new" else "fo", j.train_source)
+            lines.append(f"| {TITLES[j.train_source]} | {label} | "
                          + " | ".join(_cell(pool, key, t, k, lam) for t in TESTS) + " |")
     lines += ["", meta_training_summary(records), ""]
-    lines += [f"{j['label']}: oracle {json.dumps(j['method']['oracle'])}" for j in jobs]
+    lines += [f"{j.label}: oracle {json.dumps(j.method['oracle'])}" for j in jobs]
     lines += ["", f"Wall time: {wall / 60:.1f} min."]
     path.write_text("\n".join(lines) + "\n")
 
@@ -130,9 +135,10 @@ def run(base_dir: str | Path, out: str | Path, method: str = "lft", oracle: str 
     rows = [r for r in schema_rows(table, prof) if r["method"] == method]
     wall = time.perf_counter() - t0
     config = {"base": {"results": str(base_path), "git_commit": base.get("git_commit")},
-              "profile": prof, "lambda": base["config"]["lambda"],
+              "profile": prof.to_dict(), "lambda": base["config"]["lambda"],
               "data_dir": base["config"]["data_dir"], "workers": workers,
-              "jobs": [{k: v for k, v in j.items() if k not in ("out", "sweep")} for j in jobs],
+              "jobs": [{k: v for k, v in j.to_dict().items() if k not in ("out", "sweep")}
+                       for j in jobs],
               "outcomes": [{k: v for k, v in r.items() if k not in ("tests", "sweep")}
                            for r in records]}
     doc = results_document(ARTEFACT, base["profile"], base["seed"], started, wall, config, rows)
@@ -143,14 +149,17 @@ def run(base_dir: str | Path, out: str | Path, method: str = "lft", oracle: str 
 
 
 def report(out: str | Path) -> None:
-    """Re-render ``table1_extra.md`` from ``out/results.json`` and its base run's."""
+    """Re-render ``table1_extra.md`` from ``out/results.json`` and its base run's (its profile
+    and jobs read back as :class:`Table1Profile` and :class:`Table1Job`, the jobs' ``out``
+    being ``out``: ``results.json`` leaves it out)."""
     out = Path(out)
     doc = json.loads((out / "results.json").read_text())
     cfg = doc["config"]
     base_path = Path(cfg["base"]["results"])
     base = json.loads(base_path.read_text())
-    write_table(out / "table1_extra.md", doc["rows"], base["rows"], cfg["jobs"],
-                cfg["outcomes"], cfg["profile"], cfg["lambda"], doc["wall_time_s"],
+    jobs = [Table1Job.from_dict({**j, "out": str(out)}) for j in cfg["jobs"]]
+    write_table(out / "table1_extra.md", doc["rows"], base["rows"], jobs, cfg["outcomes"],
+                Table1Profile.from_dict(cfg["profile"]), cfg["lambda"], doc["wall_time_s"],
                 str(base_path.parent))
 
 

@@ -44,9 +44,9 @@ def measure(data_dir: str | None = None, tasks: int = 100, steps: int = 10) -> d
     for name, train in (("lft", "mnist"), ("l2o", "mnist"), ("lft", "mnist+cifar10"),
                         ("l2o", "mnist+cifar10")):
         family = build_family(uap_config(train, prof, data_dir, 0.01))
-        cfg = preset(name, horizon=prof["steps"], truncation=prof["truncation"])
+        cfg = preset(name, horizon=prof.steps, truncation=prof.truncation)
         trainer = MetaTrainer(Method(cfg, family), family,
-                              TrainConfig(iterations=1, meta_batch=prof["meta_batch"]))
+                              TrainConfig(iterations=1, meta_batch=prof.meta_batch))
         t0 = time.process_time()
         trainer.train(progress=False)
         out[f"train_iteration_s/{name}/{train}"] = time.process_time() - t0
@@ -59,14 +59,15 @@ def profile_estimate(profile: str = "paper", workers: int | None = None) -> dict
     from collections import defaultdict
     from pathlib import Path
 
+    from lft.experiments.results import resolve_profile
     from lft.experiments.table1 import PROFILES, make_jobs, tune_jobs
 
-    prof = PROFILES[profile]
-    workers = workers or prof["workers"]
+    prof = resolve_profile(PROFILES, profile)
+    workers = workers or prof.workers
     tune = tune_jobs(prof, 0, None)
-    jobs = make_jobs(prof, Path("."), 0, None, prof["lams"][0], defaultdict(lambda: 0.01))
-    return {"jobs_s": {j["label"]: round(j["estimate_s"]) for j in tune + jobs},
-            "cpu_s": round(sum(j["estimate_s"] for j in tune + jobs)),
+    jobs = make_jobs(prof, Path("."), 0, None, prof.lams[0], defaultdict(lambda: 0.01))
+    return {"jobs_s": {j.label: round(j.estimate_s) for j in tune + jobs},
+            "cpu_s": round(sum(j.estimate_s for j in tune + jobs)),
             "tuning_s": round(makespan_s(tune, workers)),
             "table_s": round(makespan_s(jobs, workers)), "workers": workers}
 

@@ -20,6 +20,7 @@ from lft.experiments.table1_spec import (
     TESTS,
     THRESHOLD,
     TRAIN,
+    Table1Profile,
     steps_summary,
 )
 from lft.meta.evaluate import Curve
@@ -50,12 +51,12 @@ def _label(name: str, oracle: str) -> str:
     return f"{oracle.upper()}-{NAMES[name]}" if name in ("lft", "l2o") else NAMES[name]
 
 
-def write_table(path: Path, table: dict, records: list[dict], jobs: list[dict], prof: dict,
+def write_table(path: Path, table: dict, records: list[dict], jobs: list, prof: Table1Profile,
                 profile_name: str, wall: float, victims: dict | None = None,
                 selection: dict | None = None) -> str:
     """``table1.md``: ASR / distortion / steps per train x test x method, the paper's beside,
     and how lambda was chosen."""
-    lam, k = selection["lambda"], prof["steps"]
+    lam, k = selection["lambda"], prof.steps
     n = {t: len(v["asr"]) for (tr, m, o, t, la), v in table.items() if la == lam}
     lines = [f"# Table 1 — few-shot universal adversarial perturbations (profile "
              f"`{profile_name}`)", "",
@@ -73,7 +74,7 @@ def write_table(path: Path, table: dict, records: list[dict], jobs: list[dict], 
             f"{' (quick victim)' if r.get('quick') else ''}" for s, r in victims.items()), ""]
     lines += ["| meta-train on | method | " + " | ".join(f"test: {TITLES[t]}" for t in TESTS)
               + " |", "|---|---|" + "---|" * len(TESTS)]
-    oracles = prof["oracles"]
+    oracles = prof.oracles
     for train in TRAIN:
         for name, ors in (("maml", ["fo"]), ("l2o", oracles), ("lft", oracles)):
             for oracle in ors:
@@ -90,7 +91,7 @@ def write_table(path: Path, table: dict, records: list[dict], jobs: list[dict], 
         row = [_cell(table[c]) if (c := ("none", name, "fo", t, lam)) in table else "N/A"
                for t in TESTS]
         lrs = ", ".join(f"{r['tuned_lr']:g} on {next(iter(r['tests']))}"
-                        for r, j in zip(records, jobs) if j["name"] == name)
+                        for r, j in zip(records, jobs) if j.name == name)
         lines.append(f"| none (step size {lrs}) | {NAMES[name]} | " + " | ".join(row) + " |")
     lines += ["", f"MAML on CIFAR-10 and the mix: {NOT_APPLICABLE}.", ""]
     lines += _selection(selection) + _claims(table, lam, k)
@@ -181,7 +182,7 @@ def plot_curves(path: Path, table: dict, metric: str, lam: float) -> None:
     plt.close(fig)
 
 
-def plot_tradeoff(path: Path, table: dict, prof: dict, lam: float) -> None:
+def plot_tradeoff(path: Path, table: dict, prof: Table1Profile, lam: float) -> None:
     """ASR against distortion at the last step for each method, one point per lambda of the
     grid (the chosen ``lam``, tested on more tasks, ringed)."""
     plt = _plt()
@@ -205,13 +206,13 @@ def plot_tradeoff(path: Path, table: dict, prof: dict, lam: float) -> None:
             for la, x, y in pts:
                 if la == lam:
                     ax.plot([x], [y], "o", ms=9, mfc="none", color=colours[key])
-        ax.set_title(f"test: {TITLES[test]}, after {prof['steps']} steps")
+        ax.set_title(f"test: {TITLES[test]}, after {prof.steps} steps")
         ax.set_xlabel("distortion ||δ||₂/√d")
         ax.set_ylabel("attack success rate")
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7)
-    lams = ", ".join(f"{x:g}" for x in sorted(prof["lams"]))
+    lams = ", ".join(f"{x:g}" for x in sorted(prof.lams))
     fig.suptitle(f"ASR against distortion over λ ∈ {{{lams}}} (ringed: λ = {lam:g}, the table's; "
                  "larger λ, less distortion). Learned rules meta-trained at the table's λ only.",
                  fontsize=9)

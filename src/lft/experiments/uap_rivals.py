@@ -43,6 +43,7 @@ from lft.experiments.results import (
     utc_now,
     write_json,
 )
+from lft.experiments.uap_jobs import UAPRivalsJob
 from lft.experiments.uap_rivals_jobs import (  # noqa: F401 - the artefact's public names
     choose_eps,
     learned,
@@ -59,6 +60,7 @@ from lft.experiments.uap_rivals_spec import (  # noqa: F401 - the artefact's pub
     RESIDUALS,
     SOURCES,
     TUNED,
+    UAPRivalsProfile,
     uap_config,
 )
 from lft.tasks import build_family
@@ -74,50 +76,52 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     from lft.experiments import uap_rivals_report as report
     from lft.rivals import art
 
-    prof = resolve_profile(PROFILES, profile, profile_overrides)
-    learned(prof)  # a bad residual fails here, before any work
+    prof = resolve_profile(PROFILES, profile, profile_overrides)  # checked before any work
     out = Path(out or default_out(ARTEFACT, profile))
-    if "black_box" in prof:  # the black-box half: same eps, same test tasks
+    if prof.black_box is not None:  # the black-box half: same eps, same test tasks
         from lft.experiments import uap_blackbox
 
         out.mkdir(parents=True, exist_ok=True)
         return uap_blackbox.reproduce(profile, prof, out, seed, workers or min(
-            prof["workers"], os.cpu_count() or 1), progress, data_dir, resume)
+            prof.workers, os.cpu_count() or 1), progress, data_dir, resume)
     started, t0 = utc_now(), time.perf_counter()
     victims = {s: build_family(uap_config(s, prof, data_dir, None)).victim.record
                for s in SOURCES}  # fail fast on missing data; train missing victims once
     out.mkdir(parents=True, exist_ok=True)
-    workers = workers or min(prof["workers"], os.cpu_count() or 1)
+    workers = workers or min(prof.workers, os.cpu_count() or 1)
     with_art = art.available()
     if not with_art:
         print(f"{ARTEFACT}: IBM ART is not installed, so the art-fgsm and art-pgd rows are "
               f"skipped (eps is chosen with tuned projected signed gradient instead); install "
               f"it with: {art.INSTALL}", flush=True)
     common = {"profile": prof, "seed": seed, "data_dir": data_dir, "out": str(out)}
+
+    def job(kind: str, source: str, **more) -> UAPRivalsJob:
+        return UAPRivalsJob(**common, kind=kind, source=source, **more)
+
     store = JobStore(out / "jobs", resume)
     if progress:
         print(f"{ARTEFACT}: choosing eps and tuning on meta-training tasks "
               f"({len(SOURCES)} sources, {workers} workers)", flush=True)
-    selections = run_all([{**common, "kind": "select", "source": s} for s in SOURCES], workers,
-                         progress, "choose eps and tune", store=store)
+    selections = run_all([job("select", s) for s in SOURCES], workers, progress,
+                         "choose eps and tune", store=store)
     sel = {s["source"]: s for s in selections}
     # the long external attacks first, one job each, so two workers finish together
-    jobs = [{**common, "kind": "fixed", "source": s, "selection": sel[s], "only": [name]}
+    jobs = [job("fixed", s, selection=sel[s], only=[name])
             for name in (ART_METHODS if with_art else ()) for s in SOURCES]
-    jobs += [{**common, "kind": "learned", "source": s, "method": m, "meta_seed": k,
-              "selection": sel[s]}
-             for s in SOURCES for m in learned(prof) for k in range(prof["meta_seeds"])]
-    jobs += [{**common, "kind": "fixed", "source": s, "selection": sel[s], "only": list(TUNED)}
-             for s in SOURCES]
+    jobs += [job("learned", s, method=m, meta_seed=k, selection=sel[s])
+             for s in SOURCES for m in learned(prof) for k in range(prof.meta_seeds)]
+    jobs += [job("fixed", s, selection=sel[s], only=list(TUNED)) for s in SOURCES]
     if progress:
         print(f"{ARTEFACT}: eps = " + ", ".join(f"{s} {sel[s]['eps']:g}" for s in SOURCES)
-              + f" (norm {prof['norm']}); {len(jobs)} meta-training and test jobs", flush=True)
+              + f" (norm {prof.norm}); {len(jobs)} meta-training and test jobs", flush=True)
     records = run_all(jobs, workers, progress, "meta-train and test", store=store)
     wall = time.perf_counter() - t0
     table = report.collect(jobs, records)
-    config = {"profile": prof, "workers": workers, "data_dir": data_dir, "victims": victims,
+    config = {"profile": prof.to_dict(), "workers": workers, "data_dir": data_dir,
+              "victims": victims,
               "art_installed": with_art, "recorded_steps": record_steps(prof),
-              "eps": {s: sel[s]["eps"] for s in SOURCES}, "norm": prof["norm"],
+              "eps": {s: sel[s]["eps"] for s in SOURCES}, "norm": prof.norm,
               "eps_search": {s: {k: v for k, v in sel[s].items() if k not in ("art", "rules")}
                              for s in SOURCES},
               "tuning": {s: {"art": sel[s]["art"], "rules": sel[s]["rules"]} for s in SOURCES},

@@ -1,5 +1,6 @@
 """``uap-rivals``' jobs: phase 1 (eps and tuning on meta-training tasks) and phase 2 (meta-train
-and test), each a plain dict a worker process can run (:func:`run_all`)."""
+and test), each a :class:`~lft.experiments.uap_jobs.UAPRivalsJob` a worker process can run
+(:func:`run_all`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 
 from lft.experiments.jobstore import JobStore
 from lft.experiments.runner import run_jobs
+from lft.experiments.uap_jobs import UAPRivalsJob
 from lft.experiments.uap_rivals_spec import (  # noqa: F401 - job functions read them by name
     ART_METHODS,
     ARTEFACT,
@@ -18,6 +20,7 @@ from lft.experiments.uap_rivals_spec import (  # noqa: F401 - job functions read
     RULE_OF,
     SOURCES,
     TUNED,
+    UAPRivalsProfile,
     art_kwargs,
     record_steps,
     uap_config,
@@ -31,20 +34,20 @@ from lft.tasks import as_groups, build_family
 
 # ------------------------------------------------------------------ phase 1: eps and tuning
 
-def _tune_tasks(family, prof: dict, seed: int):
+def _tune_tasks(family, prof: UAPRivalsProfile, seed: int):
     """The meta-training tasks every tuning decision of a source reads (one batch)."""
-    return family.sample(prof["tune_tasks"], make_generator(seed, "uap-rivals-tune-tasks"))
+    return family.sample(prof.tune_tasks, make_generator(seed, "uap-rivals-tune-tasks"))
 
 
-def tune_art(tasks, attacker: str, eps: float, prof: dict, seed: int) -> dict:
+def tune_art(tasks, attacker: str, eps: float, prof: UAPRivalsProfile, seed: int) -> dict:
     """The grid's ART setting with the highest mean validation ASR on ``tasks`` (ties: fewer
     queries); every setting's score is kept."""
     from lft.rivals.art import art_uap_batch
 
     scores = []
-    for setting in prof["art"][attacker]:
+    for setting in prof.art[attacker]:
         kw = art_kwargs(setting, eps, prof)
-        r = art_uap_batch(tasks, attacker, eps=eps, norm=prof["norm"],
+        r = art_uap_batch(tasks, attacker, eps=eps, norm=prof.norm,
                           seed=derive_seed(seed, "uap-rivals-tune-art"), **kw)
         asr = float(tasks.metrics(r.theta, "val")["asr"].mean())
         scores.append({"setting": setting, "kwargs": kw, "val_asr": asr,
@@ -53,18 +56,17 @@ def tune_art(tasks, attacker: str, eps: float, prof: dict, seed: int) -> dict:
     return {"attacker": attacker, "eps": eps, "best": best, "scores": scores}
 
 
-def tune_rule(name: str, family, eps: float, prof: dict, seed: int) -> dict:
+def tune_rule(name: str, family, eps: float, prof: UAPRivalsProfile, seed: int) -> dict:
     """Tune a hand-designed rule's step size under the budget on meta-training tasks
     (:func:`lft.meta.evaluate.tune_learning_rate`: validation loss averaged over the steps),
     and its validation ASR at the last step on the same tasks and starts."""
-    steps = prof["steps"]
+    steps = prof.steps
     cfg = preset(RULE_OF[name], horizon=steps)
-    record = list(range(0, steps + 1, prof["record"]["every"])) + [steps]
-    best, scores = tune_learning_rate(cfg, family, prof["lr_grid"][name], steps=steps,
-                                      n_tasks=prof["tune_tasks"], seed=seed, record=record)
+    record = list(range(0, steps + 1, prof.record["every"])) + [steps]
+    best, scores = tune_learning_rate(cfg, family, prof.lr_grid[name], steps=steps,
+                                      n_tasks=prof.tune_tasks, seed=seed, record=record)
     method = Method(preset(RULE_OF[name], base_lr=best, horizon=steps), family, seed)
-    groups = as_groups(family.sample(prof["tune_tasks"], make_generator(seed,
-                                                                         "lr-tuning-tasks")))
+    groups = as_groups(family.sample(prof.tune_tasks, make_generator(seed, "lr-tuning-tasks")))
     init_gen = make_generator(seed, "lr-tuning-init")
     asr = torch.cat([method.curve(t, steps, init_gen, "val", [steps])["asr"][:, -1]
                      for t in groups])
@@ -86,36 +88,36 @@ def choose_eps(candidates: dict[float, float], target: list[float]) -> tuple[flo
     return min(gap, key=lambda e: (gap[e], e)), False
 
 
-def run_selection(job: dict) -> dict:
+def run_selection(job: UAPRivalsJob) -> dict:
     """Phase 1 for one source: the eps search, then ART's and the rules' tuning at that eps;
     meta-training tasks only."""
     from lft.rivals import art
 
-    prof, seed, source = job["profile"], job["seed"], job["source"]
+    prof, seed, source = job.profile, job.seed, job.source
     t0 = time.perf_counter()
-    family = build_family(uap_config(source, prof, job["data_dir"], None))
+    family = build_family(uap_config(source, prof, job.data_dir, None))
     base = _tune_tasks(family, prof, seed)
     with_art = art.available()
     search = []
-    for eps in prof["eps_grid"][source]:
+    for eps in prof.eps_grid[source]:
         if with_art:
-            tasks = dataclasses.replace(base, eps=float(eps), norm=prof["norm"])
+            tasks = dataclasses.replace(base, eps=float(eps), norm=prof.norm)
             rec = tune_art(tasks, "pgd", float(eps), prof, seed)
             search.append({"eps": float(eps), "val_asr": rec["best"]["val_asr"],
                            "art_pgd": rec})
         else:
-            budgeted = build_family(uap_config(source, prof, job["data_dir"], eps))
+            budgeted = build_family(uap_config(source, prof, job.data_dir, eps))
             rec = tune_rule("pgd", budgeted, float(eps), prof, seed)
             search.append({"eps": float(eps), "val_asr": rec["val_asr"], "pgd": rec})
-    eps, inside = choose_eps({s["eps"]: s["val_asr"] for s in search}, prof["target_asr"])
+    eps, inside = choose_eps({s["eps"]: s["val_asr"] for s in search}, prof.target_asr)
     chosen = next(s for s in search if s["eps"] == eps)
-    family = build_family(uap_config(source, prof, job["data_dir"], eps))
-    out = {"source": source, "eps": eps, "norm": prof["norm"], "inside_target": inside,
+    family = build_family(uap_config(source, prof, job.data_dir, eps))
+    out = {"source": source, "eps": eps, "norm": prof.norm, "inside_target": inside,
            "reference": "art-pgd" if with_art else "pgd", "search": search,
            "art": {}, "rules": {}}
     if with_art:
         out["art"]["art-pgd"] = chosen["art_pgd"]
-        tasks = dataclasses.replace(base, eps=eps, norm=prof["norm"])
+        tasks = dataclasses.replace(base, eps=eps, norm=prof.norm)
         out["art"]["art-fgsm"] = tune_art(tasks, "fgsm", eps, prof, seed)
     for name in TUNED:
         out["rules"][name] = (chosen["pgd"] if not with_art and name == "pgd"
@@ -126,14 +128,14 @@ def run_selection(job: dict) -> dict:
 
 # ------------------------------------------------------------------ phase 2: test
 
-def test_batches(family, prof: dict, seed: int):
+def test_batches(family, prof: UAPRivalsProfile, seed: int):
     """The held-out test tasks, exactly as :func:`lft.meta.evaluate.evaluate` samples them
     (the meta-test part, the ``"test-tasks"`` stream, chunks of ``eval_chunk``)."""
     family = family.for_part("meta-test")
     task_gen = make_generator(seed, "test-tasks")
-    batches, done, n = [], 0, prof["test_tasks"]
+    batches, done, n = [], 0, prof.test_tasks
     while done < n:
-        b = min(prof["eval_chunk"], n - done)
+        b = min(prof.eval_chunk, n - done)
         batches += as_groups(family.sample(b, task_gen))
         done += b
     return batches
@@ -194,12 +196,9 @@ def meta_seed_of(seed: int, k: int) -> int:
     return derive_seed(seed, f"uap-rivals-meta-seed-{k}") % 2**31
 
 
-def learned(prof: dict) -> tuple[str, str]:
+def learned(prof: UAPRivalsProfile) -> tuple[str, str]:
     """The learned methods of a profile: FO-LFT and its ``residual`` rule."""
-    if prof["residual"] not in RESIDUALS:
-        raise ValueError(f"profile residual must be one of {list(RESIDUALS)}, got "
-                         f"{prof['residual']!r}")
-    return ("lft", prof["residual"])
+    return ("lft", prof.residual)
 
 
 def base_row(residual: str) -> str:
@@ -207,11 +206,11 @@ def base_row(residual: str) -> str:
     return ROW_OF[residual.split("+")[1]]
 
 
-def learned_config(name: str, prof: dict, lrs: dict[str, float]) -> MethodConfig:
+def learned_config(name: str, prof: UAPRivalsProfile, lrs: dict[str, float]) -> MethodConfig:
     """FO-LFT as in Table 1, or the residual rule on its base's tuned step size (``lrs``: row
     name -> tuned step size); ``lft+signsgd``'s LSTM correction is bounded at that step (a
     step per pixel), the others' at the LSTM's default bound."""
-    steps, trunc = prof["steps"], prof["truncation"]
+    steps, trunc = prof.steps, prof.truncation
     if name == "lft":
         return preset("lft", horizon=steps, truncation=trunc)
     base_lr = lrs[base_row(name)]
@@ -222,45 +221,45 @@ def learned_config(name: str, prof: dict, lrs: dict[str, float]) -> MethodConfig
     return cfg
 
 
-def run_learned(job: dict, resume: bool = False) -> dict:
+def run_learned(job: UAPRivalsJob, resume: bool = False) -> dict:
     """Phase 2: meta-train one learned method (one seed) under the budget, save it, test it
     (``resume``: continue the checkpoint a killed run left)."""
     from lft.experiments.runner import meta_train
     from lft.meta.trainer import TrainConfig
 
-    prof, sel = job["profile"], job["selection"]
+    prof, sel = job.profile, job.selection
     t0 = time.perf_counter()
-    family = build_family(uap_config(job["source"], prof, job["data_dir"], sel["eps"]))
-    cfg = learned_config(job["method"], prof, {k: r["lr"] for k, r in sel["rules"].items()})
-    budget = "lft" if job["method"] == "lft" else "residual"
-    train = {"iterations": prof["iterations"][budget], "meta_batch": prof["meta_batch"],
-             "meta_lr": prof["meta_lr"][budget], "clip": 1.0,
-             "seed": meta_seed_of(job["seed"], job["meta_seed"]), "log_every": 10,
-             "lr_decay": prof["lr_decay"]}
+    family = build_family(uap_config(job.source, prof, job.data_dir, sel["eps"]))
+    cfg = learned_config(job.method, prof, {k: r["lr"] for k, r in sel["rules"].items()})
+    budget = "lft" if job.method == "lft" else "residual"
+    train = {"iterations": prof.iterations[budget], "meta_batch": prof.meta_batch,
+             "meta_lr": prof.meta_lr[budget], "clip": 1.0,
+             "seed": meta_seed_of(job.seed, job.meta_seed), "log_every": 10,
+             "lr_decay": prof.lr_decay}
     method = Method(cfg, family, seed=train["seed"])
-    key = f"{job['source']}-{job['method'].replace('+', '-plus-')}-seed{job['meta_seed']}"
-    trainer, ckpt = meta_train(method, family, TrainConfig(**train), job["out"], key, resume)
-    batches = test_batches(family, prof, job["seed"])
-    result = run_fine_tuner(method, batches, prof["steps"], record_steps(prof), job["seed"])
+    key = f"{job.source}-{job.method.replace('+', '-plus-')}-seed{job.meta_seed}"
+    trainer, ckpt = meta_train(method, family, TrainConfig(**train), job.out, key, resume)
+    batches = test_batches(family, prof, job.seed)
+    result = run_fine_tuner(method, batches, prof.steps, record_steps(prof), job.seed)
     return {"curves": result, "method_config": cfg.to_dict(), "train": train,
             "train_stats": dict(trainer.stats.__dict__), "checkpoint": str(ckpt),
             "job_wall_time_s": time.perf_counter() - t0}
 
 
-def run_fixed(job: dict) -> dict:
+def run_fixed(job: UAPRivalsJob) -> dict:
     """Phase 2: the tuned rules and ART's attacks (when installed) on one source's test tasks."""
     from lft.rivals import art
 
-    prof, sel, seed = job["profile"], job["selection"], job["seed"]
+    prof, sel, seed = job.profile, job.selection, job.seed
     t0 = time.perf_counter()
-    family = build_family(uap_config(job["source"], prof, job["data_dir"], sel["eps"]))
+    family = build_family(uap_config(job.source, prof, job.data_dir, sel["eps"]))
     batches = test_batches(family, prof, seed)
-    only = job.get("only", [*TUNED, *ART_METHODS])
+    only = job.only or [*TUNED, *ART_METHODS]
     out = {}
     for name in [n for n in TUNED if n in only]:
-        cfg = preset(RULE_OF[name], base_lr=sel["rules"][name]["lr"], horizon=prof["steps"])
+        cfg = preset(RULE_OF[name], base_lr=sel["rules"][name]["lr"], horizon=prof.steps)
         out[name] = {"curves": run_fine_tuner(Method(cfg, family, seed), batches,
-                                              prof["steps"], record_steps(prof), seed),
+                                              prof.steps, record_steps(prof), seed),
                      "method_config": cfg.to_dict()}
     if art.available():
         for name in [n for n in ART_METHODS if n in only]:
@@ -273,14 +272,14 @@ def run_fixed(job: dict) -> dict:
 KINDS = {"select": run_selection, "learned": run_learned, "fixed": run_fixed}
 
 
-def run_job(job: dict, resume: bool = False) -> dict:
-    """Run one job of any kind (a plain dict, so a worker process can take it); ``resume``: a
-    meta-training job continues the checkpoint a killed run left."""
-    kind = KINDS[job["kind"]]
+def run_job(job: UAPRivalsJob, resume: bool = False) -> dict:
+    """Run one job of any kind (a worker process can take it); ``resume``: a meta-training job
+    continues the checkpoint a killed run left."""
+    kind = KINDS[job.kind]
     return kind(job, resume) if kind is run_learned else kind(job)
 
 
-def run_all(jobs: list[dict], workers: int, progress: bool = False, desc: str = "jobs",
+def run_all(jobs: list[UAPRivalsJob], workers: int, progress: bool = False, desc: str = "jobs",
             run=None, store: JobStore | None = None) -> list[dict]:
     """``jobs`` with the reproductions' one job runner
     (:func:`lft.experiments.runner.run_jobs`: ``workers`` processes of one thread each, in this

@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import save_file
 
 from lft.experiments.results import curve_rows, machine
-from lft.experiments.uap_rivals_spec import METHODS
+from lft.experiments.uap_jobs import UAPRivalsJob
+from lft.experiments.uap_rivals_spec import METHODS, UAPRivalsProfile
 from lft.meta.evaluate import Curve
 
 #: the tables' order, and that of the paired differences (earlier - later)
@@ -39,7 +40,7 @@ DEFINITIONS = {
               "within that attack's mean queries"}
 
 
-def collect(jobs: list[dict], records: list[dict]) -> dict[tuple, dict]:
+def collect(jobs: list[UAPRivalsJob], records: list[dict]) -> dict[tuple, dict]:
     """``(source, method, meta_seed) -> cell``. A fine-tuner's cell: ``asr``, ``distortion``
     ``(tasks, recorded steps)``, ``steps``, ``queries`` per recorded step, ``wall_time_s`` per
     attack; an ART cell: per-task ``asr``, ``distortion``, ``queries``, ``predictions``,
@@ -54,10 +55,9 @@ def collect(jobs: list[dict], records: list[dict]) -> dict[tuple, dict]:
                 "train_source": train_source, "eps": sel["eps"], "norm": sel["norm"]}
 
     for job, rec in zip(jobs, records):
-        source, sel = job["source"], job["selection"]
-        if job["kind"] == "learned":
-            table[(source, job["method"], job["meta_seed"])] = fine_tuner(rec["curves"], source,
-                                                                          sel)
+        source, sel = job.source, job.selection
+        if job.kind == "learned":
+            table[(source, job.method, job.meta_seed)] = fine_tuner(rec["curves"], source, sel)
             continue
         for name, r in rec["methods"].items():
             if "curves" in r:
@@ -71,14 +71,14 @@ def collect(jobs: list[dict], records: list[dict]) -> dict[tuple, dict]:
     return table
 
 
-def outcomes(jobs: list[dict], records: list[dict]) -> list[dict]:
+def outcomes(jobs: list[UAPRivalsJob], records: list[dict]) -> list[dict]:
     """Each job's record without per-task values: configurations, tuned settings, meta-training
     statistics, checkpoints, wall times."""
     out = []
     for job, rec in zip(jobs, records):
-        entry = {"kind": job["kind"], "source": job["source"]}
-        if job["kind"] == "learned":
-            entry.update(method=job["method"], meta_seed=job["meta_seed"],
+        entry = {"kind": job.kind, "source": job.source}
+        if job.kind == "learned":
+            entry.update(method=job.method, meta_seed=job.meta_seed,
                          **{k: v for k, v in rec.items() if k != "curves"},
                          wall_time_per_attack_s=rec["curves"]["wall_time_s"])
         else:
@@ -144,7 +144,7 @@ def matched_column(cell: dict, queries: float) -> int | None:
     return fits[-1] if fits else None
 
 
-def schema_rows(table: dict, prof: dict) -> list[dict]:
+def schema_rows(table: dict, prof: UAPRivalsProfile) -> list[dict]:
     """``results.json`` rows: ``asr`` and ``distortion`` per recorded step of every method (one
     row, ``step`` null, for ART), each with ``queries``, ``eps``, ``norm`` (and ``meta_seed``
     for learned methods); then the ``versus`` rows at the last step."""
@@ -222,11 +222,11 @@ def _pct(c: Curve) -> str:
 def write_table(path: str | Path, doc: dict, table: dict) -> str:
     """``uap-rivals.md``: per source, each method's ASR, distortion, queries and wall time per
     attack at the last step, the paired differences, and how eps and the settings were chosen."""
-    cfg, prof = doc["config"], doc["config"]["profile"]
+    cfg, prof = doc["config"], UAPRivalsProfile.from_dict(doc["config"]["profile"])
     norm = cfg["norm"]
     lines = [f"# Fixed-budget UAPs: fine-tuners against IBM ART (profile `{doc['profile']}`)",
              "", f"Budget ||delta||_{norm} <= eps, lambda = 0; 2-way 5-shot UAP tasks (10 "
-             f"fine-tuning images); {prof['steps']} fine-tuning steps; ASR on each task's "
+             f"fine-tuning images); {prof.steps} fine-tuning steps; ASR on each task's "
              "held-out test images, mean ± 95% CI over the same test tasks for every method."
              + ("" if cfg["art_installed"] else " IBM ART is not installed: its rows are "
                 "skipped (pip install -e '.[rivals]')."), ""]
@@ -236,7 +236,7 @@ def write_table(path: str | Path, doc: dict, table: dict) -> str:
         lines += [f"## {TITLES.get(source, source)}: eps = {search['eps']:g}", "",
                   f"eps chosen on meta-training tasks: tuned {ref}'s validation ASR "
                   f"{'in' if search['inside_target'] else 'nearest to'} the target range "
-                  f"{100 * prof['target_asr'][0]:g}-{100 * prof['target_asr'][1]:g}% ("
+                  f"{100 * prof.target_asr[0]:g}-{100 * prof.target_asr[1]:g}% ("
                   + ", ".join(f"eps {s['eps']:g}: {100 * s['val_asr']:.0f}%"
                               for s in search["search"]) + ").", "",
                   "| method | meta-seed | ASR (%) | distortion | queries per task | "
