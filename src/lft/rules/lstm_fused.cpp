@@ -1,68 +1,104 @@
 // The coordinate LSTM's no-grad step fused into one pass over the coordinates (lft.rules.lstm_fused).
 //
-// Per chunk of LANES coordinates, everything stays in registers: the input features from the
-// gradient (and the Adam moments, updated here), every LSTM layer (gate products, sigmoid/tanh,
-// c and h), the head and its tanh. Each coordinate's state is read once and written once, and
-// no intermediate of the step goes to memory. Written with GCC vector extensions, so the same
-// source vectorises for whatever the compiler targets (-march=native: AVX-512, AVX2, NEON).
-// sigmoid, tanh, exp and log are Cephes-style float32 approximations (a few ulp), so the
-// results equal the reference kernel's to float32 rounding, not bit for bit.
+// One vector of V coordinates at a time goes through the whole step in registers: its input
+// features from the gradient (updating the Adam moments), every LSTM layer and the head. Per
+// hidden unit the four gate pre-activations are accumulated in registers, the unit's inputs
+// (features and previous h, K vectors) held in registers and the small weights broadcast from
+// memory; nothing of the step but its state and outputs goes to memory. Layout: every state
+// row (hidden, n) is read and written in place, coordinate-contiguous, so a vector is one
+// unaligned load/store per row; software prefetches run a few vectors ahead on the state rows.
+// The default configuration (10 hidden units, 4 input features, 1 layer) is compiled with its
+// sizes as constants (fully unrolled); any other runs the same code with run-time sizes.
+// Written with GCC vector extensions (-march=native: AVX-512, AVX2, NEON), with AVX-512
+// intrinsics for rounding and scaling where available.
+//
+// sigmoid and tanh come from one exp/expm1 core (a degree-6 polynomial, 1.3e-8 relative) and
+// are combined so that a unit's five transcendentals need three divisions:
+//   i*g = -sign(g) em_g / ((1 + e_i)(2 + em_g)),  f*c = c / (1 + e_f),
+//   o*tanh(c) = -sign(c) em_c / ((1 + e_o)(2 + em_c)),
+// with e_x = exp(-x) and em_x = expm1(-2|x|). Results equal the reference kernel's to float32
+// rounding (a few ulp), not bit for bit; NaN propagates through the gates.
 //
 // Built by lft.rules.lstm_fused at first use and called through ctypes (plain C ABI).
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
-#define V 16                      // floats per vector
-#define NV 2                      // vectors per chunk: LANES coordinates
-#define LANES (V * NV)
+#define V 16                      // floats per vector: coordinates per tile
 #define MAXH 64                   // the Python side falls back beyond these
 #define MAXIN 8
+#define PF 128                    // prefetch distance along the state rows, in floats
 
 typedef float vf __attribute__((vector_size(4 * V)));
+typedef float vfu __attribute__((vector_size(4 * V), aligned(4)));  // unaligned access
 typedef int32_t vi __attribute__((vector_size(4 * V)));
+typedef int32_t viu __attribute__((vector_size(4 * V), aligned(4)));
 
 enum { RAW = 0, LOGSIGN = 1, ADAM = 2, PARAM = 3, ROLE = 4 };
 // scalars: p-related, raw scale, Adam's coefficients (bias corrections computed by torch)
 enum { INV_P, EXP_MP, EXP_P, RAW_SCALE, B1W, B2, ONE_M_B2, BC1, BC2, EPS2, HEAD_B, OUT_SCALE,
        N_SCAL };
 
+static inline vf ld(const float *p) { return *(const vfu *)p; }
+static inline void st(float *p, vf x) { *(vfu *)p = x; }
 static inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 static inline vf vmin(vf a, vf b) { return a < b ? a : b; }
+// clamps that keep a NaN x (the comparison is false, x is returned)
+static inline vf clamp_lo(vf x, float lo) { return x < lo ? vf{} + lo : x; }
+static inline vf clamp_hi(vf x, float hi) { return x > hi ? vf{} + hi : x; }
 
-static inline vf vexp(vf x) {
-    x = vmin(vmax(x, vf{} - 87.0f), vf{} + 88.0f);
-    vf fx = x * 1.44269504088896341f;
-    fx = (fx + 12582912.0f) - 12582912.0f;  // round to nearest (|fx| < 2^22)
-    vf r = x - fx * 0.693359375f;
-    r = r + fx * 2.12194440e-4f;
-    vf y = vf{} + 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * (r * r) + r + 1.0f;
-    vi n = __builtin_convertvector(fx, vi);
-    vi bits = (n + 127) << 23;
-    return y * (vf)bits;
+#if defined(__AVX512F__)
+static inline vf vround(vf x) {
+    return (vf)_mm512_roundscale_ps((__m512)x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
+static inline vf vpow2(vf n) { return (vf)_mm512_scalef_ps(_mm512_set1_ps(1.0f), (__m512)n); }
+#else
+static inline vf vround(vf x) { return (x + 12582912.0f) - 12582912.0f; }  // |x| < 2^22
+static inline vf vpow2(vf n) {  // 2^n, n integral in [-126, 127]
+    vi e = (__builtin_convertvector(n, vi) + 127) << 23;
+    return (vf)e;
+}
+#endif
 
-static inline vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
-
+// e^a = 2^n (1 + q): a in [-87, 88] (clamped by the callers), n = round(a / ln 2),
+// r = a - n ln 2 in [-ln2/2, ln2/2], q = expm1(r) = r + r^2 P(r), 1.3e-8 relative.
+struct Exp { vf s, q; };  // s = 2^n
+static inline Exp vexp_parts(vf a) {
+    vf n = vround(a * 1.44269504088896341f);
+    vf r = a - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    vf p = vf{} + 1.3882970670238137e-3f;
+    p = p * r + 8.366559632122517e-3f;
+    p = p * r + 4.166719689965248e-2f;
+    p = p * r + 1.666654348373413e-1f;
+    p = p * r + 4.999999701976776e-1f;
+    return {vpow2(n), (r * r) * p + r};
+}
+static inline vf vexp(vf a) {  // a in [-87, 88]
+    Exp e = vexp_parts(a);
+    return e.s * e.q + e.s;
+}
+// expm1(-2|x|) in (-1, 0], relative accuracy near 0 (no cancellation: 2^n - 1 is exact)
+static inline vf vexpm1_m2abs(vf x) {
+    vf a = vf{} - 2.0f * vmax(x, -x);
+    a = clamp_lo(a, -20.0f);  // below, expm1 rounds to -1
+    Exp e = vexp_parts(a);
+    return e.s * e.q + (e.s - 1.0f);
+}
+static inline vf copysign_of(vf mag, vf sgn) {  // |mag| with sgn's sign bit
+    const vi m = vi{} + 0x7fffffff;
+    return (vf)(((vi)mag & m) | ((vi)sgn & ~m));
+}
+static inline vf e_neg(vf x) {  // exp(-x) for sigmoid(x) = 1 / (1 + exp(-x))
+    return vexp(clamp_hi(clamp_lo(vf{} - x, -87.0f), 88.0f));
+}
 static inline vf vtanh(vf x) {
-    // 1 - 2 / (e^2x + 1) for |x| >= 0.625, Cephes' odd polynomial below (no cancellation)
-    vf big = 1.0f - 2.0f / (vexp(x + x) + 1.0f);
-    vf z = x * x;
-    vf s = vf{} - 5.70498872745e-3f;
-    s = s * z + 2.06390887954e-2f;
-    s = s * z - 5.37397155531e-2f;
-    s = s * z + 1.33314422036e-1f;
-    s = s * z - 3.33332819422e-1f;
-    s = s * z * x + x;
-    vi small = (x * x) < (0.625f * 0.625f);
-    return (vf)((small & (vi)s) | (~small & (vi)big));
+    vf em = vexpm1_m2abs(x);
+    return copysign_of(em / (-2.0f - em), x);
 }
 
 static inline vf vlog(vf x) {  // x > 0, normal
@@ -89,82 +125,214 @@ static inline vf vlog(vf x) {  // x > 0, normal
     return m + y + ef * 0.693359375f;
 }
 
-static inline void load(vf *dst, const float *src, long cnt) {
-    if (cnt == LANES) { memcpy(dst, src, sizeof(float) * LANES); return; }
-    memset(dst, 0, sizeof(float) * LANES);
-    memcpy(dst, src, sizeof(float) * cnt);
-}
-
-static inline void store(float *dst, const vf *src, long cnt) {
-    memcpy(dst, src, sizeof(float) * cnt);
-}
-
-// Blocks of BLK coordinates, each in phases that stream few rows at a time: the features of
-// the block, then per layer its previous h rows copied in, then per hidden unit all the
-// block's chunks (its gates, c and h: two rows read, two written), then the head. A chunk
-// touching every state row at once (46 streams) was twice as slow on 10^5 coordinates: more
-// streams than the hardware prefetchers follow. The block's inputs stay in L1/L2.
-#define BLK 512
-#define NCH (BLK / LANES)
-
-struct Scratch {
-    vf x[MAXIN + 2 * MAXH][BLK / V];  // the layer's inputs, then its previous h
-    vf hcur[MAXH][BLK / V];           // the layer's new h
-    int32_t rl[BLK];                  // role per coordinate
-    bool uniform[NCH];                // one role over the chunk
+struct Args {
+    long n;
+    int hidden, layers, n_feat, n_in;
+    const int32_t *feats;
+    const float *wpack, *bias, *role_tab, *head_w, *scal;
+    int bounded;
 };
 
-static void features(Scratch *s, long i0, long bn, int n_feat, const int32_t *feats,
-                     const float *g, const float *theta, const float *m_in, const float *v_in,
-                     float *m_out, float *v_out, const float *scal) {
-    for (int ch = 0; ch * LANES < bn; ch++) {
-        const long at = i0 + ch * LANES, cnt = bn - ch * LANES < LANES ? bn - ch * LANES : LANES;
-        const int c0 = ch * NV;
-        vf gv[NV];
-        load(gv, g + at, cnt);
-        int k = 0;
-        for (int f = 0; f < n_feat; f++) {
-            switch (feats[f]) {
-            case RAW:
-                for (int j = 0; j < NV; j++) s->x[k][c0 + j] = gv[j] * scal[RAW_SCALE];
-                k++;
-                break;
-            case LOGSIGN:
-                for (int j = 0; j < NV; j++) {
-                    vf a = vmax(vmax(gv[j], -gv[j]), vf{} + scal[EXP_MP]);
-                    s->x[k][c0 + j] = vlog(a) * scal[INV_P];
-                    s->x[k + 1][c0 + j] = vmin(vmax(gv[j] * scal[EXP_P], vf{} - 1.0f),
-                                               vf{} + 1.0f);
-                }
-                k += 2;
-                break;
-            case ADAM: {
-                vf mv[NV], vv[NV];
-                load(mv, m_in + at, cnt);
-                load(vv, v_in + at, cnt);
-                for (int j = 0; j < NV; j++) {
-                    mv[j] = mv[j] + scal[B1W] * (gv[j] - mv[j]);
-                    vv[j] = vv[j] * scal[B2] + scal[ONE_M_B2] * (gv[j] * gv[j]);
-                    vf den = vv[j] / scal[BC2] + scal[EPS2];
-                    vf r;  // 1 / sqrt: vectorised with -fno-math-errno
-                    for (int l = 0; l < V; l++) r[l] = 1.0f / __builtin_sqrtf(den[l]);
-                    s->x[k][c0 + j] = (mv[j] * r) / scal[BC1];
-                    s->x[k + 1][c0 + j] = gv[j] * r;
-                }
-                store(m_out + at, mv, cnt);
-                store(v_out + at, vv, cnt);
-                k += 2;
-                break;
-            }
-            case PARAM:
-                load(&s->x[k][c0], theta + at, cnt);
-                k++;
-                break;
-            default:  // ROLE: folded into the gate biases (role_tab)
-                break;
-            }
+// Where one tile reads and writes: row pointers already at the tile's first coordinate,
+// state rows `stride` floats apart.
+struct Io {
+    const float *g, *theta, *m_in, *v_in;
+    float *m_out, *v_out, *out;
+    const float *const *hc_in;
+    float *const *hc_out;
+    long stride;
+    long off;  // offset of the tile within every row above
+};
+
+// The features of one tile into x[0, n_in), updating the Adam moments.
+static inline void features(const Args &a, const Io &io, vf *x) {
+    const float *scal = a.scal;
+    const long o = io.off;
+    const vf gv = ld(io.g + o);
+    int k = 0;
+    for (int f = 0; f < a.n_feat; f++) {
+        switch (a.feats[f]) {
+        case RAW:
+            x[k++] = gv * scal[RAW_SCALE];
+            break;
+        case LOGSIGN: {
+            vf ab = vmax(vmax(gv, -gv), vf{} + scal[EXP_MP]);
+            x[k] = vlog(ab) * scal[INV_P];
+            x[k + 1] = vmin(vmax(gv * scal[EXP_P], vf{} - 1.0f), vf{} + 1.0f);
+            k += 2;
+            break;
+        }
+        case ADAM: {
+            vf mv = ld(io.m_in + o), vv = ld(io.v_in + o);
+            mv = mv + scal[B1W] * (gv - mv);
+            vv = vv * scal[B2] + scal[ONE_M_B2] * (gv * gv);
+            vf den = vv / scal[BC2] + scal[EPS2];
+            vf r;  // 1 / sqrt: vectorised with -fno-math-errno
+            for (int l = 0; l < V; l++) r[l] = 1.0f / __builtin_sqrtf(den[l]);
+            x[k] = (mv * r) / scal[BC1];
+            x[k + 1] = gv * r;
+            st(io.m_out + o, mv);
+            st(io.v_out + o, vv);
+            k += 2;
+            break;
+        }
+        case PARAM:
+            x[k++] = ld(io.theta + o);
+            break;
+        default:  // ROLE: folded into the gate biases (role_tab)
+            break;
         }
     }
+}
+
+// One tile through every layer and the head. HT, NT: the hidden size and the first layer's
+// input count as compile-time constants (0: read from a). rb: the tile's role row of role_tab
+// (one role over the tile), or NULL with lane_bias holding per-lane layer-0 biases.
+template <int HT, int NT, int LT>
+static inline void tile(const Args &a, const Io &io, const float *rb, const vf *lane_bias) {
+    const int H = HT ? HT : a.hidden;
+    const int NIN = NT ? NT : a.n_in;
+    const int L = LT ? LT : a.layers;
+    const long o = io.off, s = io.stride;
+    vf x[MAXIN + MAXH];
+    features(a, io, x);
+    int in_l = NIN;
+    const float *w = a.wpack;
+    vf y = vf{} + a.scal[HEAD_B];
+    for (int layer = 0; layer < L; layer++) {
+        const int K = in_l + H;
+        const bool last = layer == L - 1;
+        const float *hp = io.hc_in[2 * layer] + o, *cp = io.hc_in[2 * layer + 1] + o;
+        float *hn = io.hc_out[2 * layer] + o, *cn = io.hc_out[2 * layer + 1] + o;
+        for (int u = 0; u < H; u++) {
+            __builtin_prefetch(hp + u * s + PF, 0, 3);
+            x[in_l + u] = ld(hp + u * s);
+        }
+        const float *b = a.bias ? a.bias + (long)layer * H * 4 : 0;
+        vf hcur[MAXH];
+        for (int u = 0; u < H; u++) {
+            const float *wu = w + (long)u * K * 4;
+            vf acc0, acc1, acc2, acc3;
+            if (layer == 0 && a.role_tab) {
+                if (rb) {
+                    acc0 = vf{} + rb[u * 4 + 0]; acc1 = vf{} + rb[u * 4 + 1];
+                    acc2 = vf{} + rb[u * 4 + 2]; acc3 = vf{} + rb[u * 4 + 3];
+                } else {
+                    acc0 = lane_bias[u * 4 + 0]; acc1 = lane_bias[u * 4 + 1];
+                    acc2 = lane_bias[u * 4 + 2]; acc3 = lane_bias[u * 4 + 3];
+                }
+            } else if (b) {
+                acc0 = vf{} + b[u * 4 + 0]; acc1 = vf{} + b[u * 4 + 1];
+                acc2 = vf{} + b[u * 4 + 2]; acc3 = vf{} + b[u * 4 + 3];
+            } else {
+                acc0 = acc1 = acc2 = acc3 = vf{};
+            }
+            for (int k = 0; k < K; k++) {
+                const float *wk = wu + k * 4;
+                acc0 += wk[0] * x[k];
+                acc1 += wk[1] * x[k];
+                acc2 += wk[2] * x[k];
+                acc3 += wk[3] * x[k];
+            }
+            __builtin_prefetch(cp + u * s + PF, 0, 3);
+            __builtin_prefetch(cn + u * s + PF, 1, 3);
+            __builtin_prefetch(hn + u * s + PF, 1, 3);
+            // i, f, g, o: c = i g + f c_prev, h = o tanh(c), three divisions
+            const vf ei = e_neg(acc0), ef = e_neg(acc1), eo = e_neg(acc3);
+            const vf emg = vexpm1_m2abs(acc2);
+            const vf ig = copysign_of(emg / ((1.0f + ei) * (-2.0f - emg)), acc2);
+            const vf c = ig + ld(cp + u * s) / (1.0f + ef);
+            const vf emc = vexpm1_m2abs(c);
+            const vf h = copysign_of(emc / ((1.0f + eo) * (-2.0f - emc)), c);
+            st(cn + u * s, c);
+            st(hn + u * s, h);
+            if (last) y += a.head_w[u] * h;
+            else hcur[u] = h;
+        }
+        if (!last)
+            for (int u = 0; u < H; u++) x[u] = hcur[u];
+        w += (long)H * K * 4;
+        in_l = H;
+    }
+    if (a.bounded) y = vtanh(y);
+    st(io.out + o, y * a.scal[OUT_SCALE]);
+}
+
+template <int HT, int NT, int LT>
+static void run(const Args &a, const Io &main_io, const int32_t *role, long period) {
+    const long n = a.n;
+    const int H = a.hidden;
+    vf lane_bias[MAXH * 4];
+    long p = 0;  // role index of coordinate i
+    const float *rb = 0;
+    auto roles = [&](long cnt) {  // the tile's role bias: rb, or lane_bias when mixed
+        if (!a.role_tab) return;
+        const int32_t r0 = role[p];
+        bool uniform = true;
+        if (p + V <= period) {
+            vi rv = *(const viu *)(role + p);
+            for (int l = 1; l < cnt; l++) uniform &= rv[l] == r0;
+        } else {
+            long q = p;
+            for (int l = 0; l < cnt; l++) {
+                uniform &= role[q] == r0;
+                if (++q == period) q = 0;
+            }
+        }
+        if (uniform) {
+            rb = a.role_tab + (long)r0 * H * 4;
+        } else {
+            rb = 0;
+            long q = p;
+            for (int l = 0; l < V; l++) {
+                const float *t = a.role_tab + (long)role[q] * H * 4;
+                for (int j = 0; j < H * 4; j++) lane_bias[j][l] = t[j];
+                if (l + 1 < cnt && ++q == period) q = 0;
+            }
+        }
+        p += cnt;
+        while (p >= period) p -= period;
+    };
+    Io io = main_io;
+    long i = 0;
+    for (; i + V <= n; i += V) {
+        roles(V);
+        io.off = i;
+        tile<HT, NT, LT>(a, io, rb, lane_bias);
+    }
+    if (i == n) return;
+    // the tail: copied into padded rows of one tile, run, copied back
+    const long cnt = n - i;
+    const int L = a.layers;
+    float *buf = (float *)calloc((size_t)(8 + 4 * L * H) * V, sizeof(float));
+    if (!buf) return;
+    float *in[7], *hcb = buf + 8 * V;
+    const float *src[4] = {main_io.g, main_io.theta, main_io.m_in, main_io.v_in};
+    for (int k = 0; k < 7; k++) in[k] = buf + k * V;
+    for (int k = 0; k < 4; k++)
+        if (src[k]) memcpy(in[k], src[k] + i, sizeof(float) * cnt);
+    const float *hin[2 * 64];
+    float *hout[2 * 64];
+    float *hin_w[2 * 64];
+    for (int j = 0; j < 2 * L && j < 128; j++) {
+        hin_w[j] = hcb + (long)j * H * V;
+        hout[j] = hcb + (long)(2 * L + j) * H * V;
+        for (int u = 0; u < H; u++)
+            memcpy(hin_w[j] + u * V, main_io.hc_in[j] + u * main_io.stride + i,
+                   sizeof(float) * cnt);
+        hin[j] = hin_w[j];
+    }
+    Io t = {in[0], in[1], in[2], in[3], in[4], in[5], in[6], hin, hout, V, 0};
+    roles(cnt);
+    tile<HT, NT, LT>(a, t, rb, lane_bias);
+    if (main_io.m_out) memcpy(main_io.m_out + i, in[4], sizeof(float) * cnt);
+    if (main_io.v_out) memcpy(main_io.v_out + i, in[5], sizeof(float) * cnt);
+    memcpy(main_io.out + i, in[6], sizeof(float) * cnt);
+    for (int j = 0; j < 2 * L; j++)
+        for (int u = 0; u < H; u++)
+            memcpy(main_io.hc_out[j] + u * main_io.stride + i, hout[j] + u * V,
+                   sizeof(float) * cnt);
+    free(buf);
 }
 
 // Returns 0, or a negative code for arguments the kernel does not handle (nothing written).
@@ -177,102 +345,17 @@ extern "C" int lft_lstm_step(
     const float *bias,       // per layer (hidden, 4), or NULL
     const float *role_tab,   // (n_roles, hidden, 4): role columns (+ layer-0 bias), or NULL
     const float *head_w, int bounded, const float *scal, float *out) {
-    const int H = hidden;
-    if (H < 1 || H > MAXH || layers < 1 || n_feat > MAXIN) return -1;
+    if (hidden < 1 || hidden > MAXH || layers < 1 || layers > 64 || n_feat > MAXIN) return -1;
     int n_in = 0;
     for (int f = 0; f < n_feat; f++) n_in += (feats[f] == LOGSIGN || feats[f] == ADAM) ? 2 : 1;
     if (n_in > MAXIN) return -2;
-    Scratch *s = (Scratch *)aligned_alloc(64, sizeof(Scratch));
-    if (!s) return -3;
-    for (long i0 = 0; i0 < n; i0 += BLK) {
-        const long bn = n - i0 < BLK ? n - i0 : BLK;
-        const int nch = (int)((bn + LANES - 1) / LANES);
-        features(s, i0, bn, n_feat, feats, g, theta, m_in, v_in, m_out, v_out, scal);
-        if (role) {
-            long p = i0 % period;
-            for (long l = 0; l < bn; l++) {
-                s->rl[l] = role[p];
-                if (++p == period) p = 0;
-            }
-            for (int ch = 0; ch < nch; ch++) {
-                const int a = ch * LANES, e = a + LANES < bn ? a + LANES : (int)bn;
-                bool u = true;
-                for (int l = a + 1; l < e; l++) u &= s->rl[l] == s->rl[a];
-                s->uniform[ch] = u;
-                for (int l = e; l < a + LANES; l++) s->rl[l] = s->rl[a];  // tail lanes
-            }
-        }
-        int in_l = n_in;
-        const float *w = wpack;
-        for (int layer = 0; layer < layers; layer++) {
-            const int K = in_l + H;
-            const float *hp = hc_in[2 * layer], *cp = hc_in[2 * layer + 1];
-            float *hn = hc_out[2 * layer], *cn = hc_out[2 * layer + 1];
-            for (int u = 0; u < H; u++) {
-                float *dst = (float *)s->x[in_l + u];
-                memcpy(dst, hp + (long)u * n + i0, sizeof(float) * bn);
-                memset(dst + bn, 0, sizeof(float) * (nch * LANES - bn));
-            }
-            const float *b = bias ? bias + (long)layer * H * 4 : 0;
-            for (int u = 0; u < H; u++) {
-                const float *wu = w + (long)u * K * 4;
-                for (int ch = 0; ch < nch; ch++) {
-                    const long at = i0 + ch * LANES;
-                    const long cnt = bn - ch * LANES < LANES ? bn - ch * LANES : LANES;
-                    const int c0 = ch * NV;
-                    vf acc[4][NV];
-                    for (int q = 0; q < 4; q++) {
-                        float b0 = b ? b[u * 4 + q] : 0.0f;
-                        if (layer == 0 && role_tab) {
-                            const int32_t *rl = s->rl + ch * LANES;
-                            if (!s->uniform[ch]) {
-                                for (int l = 0; l < LANES; l++)
-                                    acc[q][l / V][l % V] = role_tab[(rl[l] * H + u) * 4 + q];
-                                continue;
-                            }
-                            b0 = role_tab[(rl[0] * H + u) * 4 + q];
-                        }
-                        for (int j = 0; j < NV; j++) acc[q][j] = vf{} + b0;
-                    }
-                    for (int kk = 0; kk < K; kk++) {
-                        const float *wk = wu + kk * 4;
-                        for (int j = 0; j < NV; j++) {
-                            const vf xk = s->x[kk][c0 + j];
-                            acc[0][j] += wk[0] * xk;
-                            acc[1][j] += wk[1] * xk;
-                            acc[2][j] += wk[2] * xk;
-                            acc[3][j] += wk[3] * xk;
-                        }
-                    }
-                    vf cv[NV], hv[NV];
-                    load(cv, cp + (long)u * n + at, cnt);
-                    for (int j = 0; j < NV; j++) {
-                        vf ig = vsigmoid(acc[0][j]), fg = vsigmoid(acc[1][j]);
-                        vf gg = vtanh(acc[2][j]), og = vsigmoid(acc[3][j]);
-                        cv[j] = ig * gg + fg * cv[j];
-                        hv[j] = og * vtanh(cv[j]);
-                        s->hcur[u][c0 + j] = hv[j];
-                    }
-                    store(cn + (long)u * n + at, cv, cnt);
-                    store(hn + (long)u * n + at, hv, cnt);
-                }
-            }
-            for (int u = 0; u < H; u++) memcpy(s->x[u], s->hcur[u], sizeof(vf) * nch * NV);
-            w += (long)H * K * 4;
-            in_l = H;
-        }
-        for (int ch = 0; ch < nch; ch++) {
-            const long cnt = bn - ch * LANES < LANES ? bn - ch * LANES : LANES;
-            vf y[NV];
-            for (int j = 0; j < NV; j++) {
-                y[j] = vf{} + scal[HEAD_B];
-                for (int u = 0; u < H; u++) y[j] += head_w[u] * s->hcur[u][ch * NV + j];
-                if (bounded) y[j] = vtanh(y[j]);
-                y[j] = y[j] * scal[OUT_SCALE];
-            }
-            store(out + i0 + ch * LANES, y, cnt);
-        }
-    }
-    free(s);
+    if (role_tab && (!role || period < 1)) return -3;
+    Args a = {n, hidden, layers, n_feat, n_in, feats, wpack, bias, role_tab, head_w, scal,
+              bounded};
+    Io io = {g, theta, m_in, v_in, m_out, v_out, out, hc_in, hc_out, n, 0};
+    if (hidden == 10 && n_in == 4 && layers == 1)  // the default rule's sizes, unrolled
+        run<10, 4, 1>(a, io, role, period);
+    else
+        run<0, 0, 0>(a, io, role, period);
     return 0;
 }
