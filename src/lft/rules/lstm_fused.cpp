@@ -21,6 +21,7 @@
 //
 // Built by lft.rules.lstm_fused at first use and called through ctypes (plain C ABI).
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,8 @@ typedef int32_t vi __attribute__((vector_size(4 * V)));
 typedef int32_t viu __attribute__((vector_size(4 * V), aligned(4)));
 
 enum { RAW = 0, LOGSIGN = 1, ADAM = 2, PARAM = 3, ROLE = 4 };
-// scalars: p-related, raw scale, Adam's coefficients (bias corrections computed by torch)
+// scalars: p-related, raw scale, Adam's coefficients (the caller's BC1, BC2 and HEAD_B are
+// ignored: filled in from the step counter and the head's bias)
 enum { INV_P, EXP_MP, EXP_P, RAW_SCALE, B1W, B2, ONE_M_B2, BC1, BC2, EPS2, HEAD_B, OUT_SCALE,
        N_SCAL };
 
@@ -344,12 +346,20 @@ extern "C" int lft_lstm_step(
     const float *wpack,      // per layer (hidden, K_l, 4) with gates i, f, g, o; K_l = in_l + hidden
     const float *bias,       // per layer (hidden, 4), or NULL
     const float *role_tab,   // (n_roles, hidden, 4): role columns (+ layer-0 bias), or NULL
-    const float *head_w, int bounded, const float *scal, float *out) {
+    const float *head_w, const float *head_b, int bounded, const float *scal_in,
+    const float *t_step,     // the Adam step counter after this step (float32), or NULL
+    float *out) {
     if (hidden < 1 || hidden > MAXH || layers < 1 || layers > 64 || n_feat > MAXIN) return -1;
     int n_in = 0;
     for (int f = 0; f < n_feat; f++) n_in += (feats[f] == LOGSIGN || feats[f] == ADAM) ? 2 : 1;
     if (n_in > MAXIN) return -2;
     if (role_tab && (!role || period < 1)) return -3;
+    float scal[N_SCAL];
+    memcpy(scal, scal_in, sizeof scal);
+    // the bias corrections as torch computes 1 - beta ** t in float32 (glibc's powf)
+    scal[BC1] = t_step ? 1.0f - powf(0.9f, *t_step) : 1.0f;
+    scal[BC2] = t_step ? 1.0f - powf(0.999f, *t_step) : 1.0f;
+    scal[HEAD_B] = head_b ? *head_b : 0.0f;
     Args a = {n, hidden, layers, n_feat, n_in, feats, wpack, bias, role_tab, head_w, scal,
               bounded};
     Io io = {g, theta, m_in, v_in, m_out, v_out, out, hc_in, hc_out, n, 0};

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+import math
 import os
 import platform
 import shutil
@@ -115,6 +116,7 @@ def _load() -> None:
         path, cached = _build(cxx)
         lib = ctypes.CDLL(str(path))
         lib.lft_lstm_step.restype = ctypes.c_int
+        _argtypes(lib)
         info.update(available=True, cached=cached, path=str(path))
     except Exception as e:  # noqa: BLE001 - any failure means: use the reference kernel
         info["error"] = f"{type(e).__name__}: {e}"
@@ -148,44 +150,112 @@ def compile_info() -> dict:
     return dict(_KERNEL["info"])
 
 
-def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
-    return ctypes.c_void_p(None if t is None else t.data_ptr())
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+#: gather indices of :func:`_pack`, per layout (hidden, layers, column counts, role column,
+#: bias); a handful of small int64 tensors
+_PACK_INDEX: dict = {}
+
+
+def _pack_index(hidden: int, widths: tuple[int, ...], role_col: int | None,
+                bias: bool) -> tuple[torch.Tensor, int, int]:
+    """Indices into the concatenated flat parameters (every layer's weight ``(4 hidden,
+    K_l)``, then every layer's bias ``(4 hidden,)``) that give, in one gather: the weights as
+    ``(hidden, K, 4)`` per layer (gates i, f, g, o; role columns removed), the biases as
+    ``(hidden, 4)`` per layer, and the role columns as ``(N_ROLES, hidden, 4)``. Returns
+    ``(index, n_weights, n_biases)``."""
+    key = (hidden, widths, role_col, bias)
+    if key not in _PACK_INDEX:
+        h, parts, base = hidden, [], 0
+        for i, k in enumerate(widths):
+            cols = torch.arange(k)
+            if i == 0 and role_col is not None:
+                cols = torch.cat([cols[:role_col], cols[role_col + N_ROLES:]])
+            rows = torch.arange(4).mul(h).unsqueeze(0) + torch.arange(h).unsqueeze(1)  # (h, 4)
+            parts.append((base + rows.unsqueeze(1) * k + cols.view(1, -1, 1)).reshape(-1))
+            base += 4 * h * k
+        n_w = sum(t.numel() for t in parts)
+        if bias:
+            for _ in widths:
+                rows = torch.arange(4).mul(h).unsqueeze(0) + torch.arange(h).unsqueeze(1)
+                parts.append((base + rows).reshape(-1))
+                base += 4 * h
+        n_b = sum(t.numel() for t in parts) - n_w
+        if role_col is not None:  # (N_ROLES, h, 4) of the first layer's weight
+            k = widths[0]
+            rows = torch.arange(4).mul(h).unsqueeze(0) + torch.arange(h).unsqueeze(1)
+            parts.append((rows.unsqueeze(0) * k + role_col
+                          + torch.arange(N_ROLES).view(-1, 1, 1)).reshape(-1))
+        _PACK_INDEX[key] = (torch.cat(parts), n_w, n_b)
+    return _PACK_INDEX[key]
 
 
 def _pack(rule, role_col: int | None) -> tuple[torch.Tensor, torch.Tensor | None,
                                                torch.Tensor | None]:
     """Gate weights as one ``(hidden, K, 4)`` block per layer (gates i, f, g, o, role columns
     removed), biases as ``(hidden, 4)`` per layer, and the role table ``(N_ROLES, hidden, 4)``
-    (role columns plus the first layer's bias), all float32 and contiguous."""
-    h, ws, bs, table = rule.hidden, [], [], None
-    for i, cell in enumerate(rule.cells):
-        w = cell.weight.detach()
-        if i == 0 and role_col is not None:
-            cols = w[:, role_col:role_col + N_ROLES]
-            table = cols.reshape(4, h, N_ROLES).permute(2, 1, 0)
-            w = torch.cat([w[:, :role_col], w[:, role_col + N_ROLES:]], 1)
-        ws.append(w.reshape(4, h, -1).permute(1, 2, 0).reshape(-1))
-        if cell.bias is not None:
-            bs.append(cell.bias.detach().reshape(4, h).t().reshape(-1))
-    if table is not None:
-        if bs:
-            table = table + bs[0].reshape(h, 4)
-        table = table.contiguous()
-    bias = torch.cat(bs).contiguous() if bs else None
-    return torch.cat(ws).contiguous(), bias, table
+    (role columns plus the first layer's bias), all float32 and contiguous: one gather from
+    the parameters (read afresh every step, so no cache can go stale)."""
+    h, cells = rule.hidden, rule.cells
+    bias = cells[0].bias is not None
+    widths = tuple(c.weight.shape[1] for c in cells)
+    index, n_w, n_b = _pack_index(h, widths, role_col, bias)
+    flat = [c.weight.detach().reshape(-1) for c in cells]
+    if bias:
+        flat += [c.bias.detach() for c in cells]
+    flat = flat[0] if len(flat) == 1 else torch.cat(flat)
+    packed = flat.take(index)
+    wpack = packed[:n_w]
+    bias_t = packed[n_w:n_w + n_b] if bias else None
+    table = None
+    if role_col is not None:
+        table = packed[n_w + n_b:]
+        if bias:
+            table = table.view(N_ROLES, h * 4).add(bias_t[:h * 4])
+    return wpack, bias_t, table
+
+
+def _argtypes(lib) -> None:
+    p, i, n = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+    lib.lft_lstm_step.argtypes = [n, i, i, i, p, p, p, p, p, p, p, p, n, p, p, p, p, p, p, p,
+                                  i, p, p, p]
+
+
+def _params(rule) -> list[torch.Tensor]:
+    cells, head = rule.cells, rule.head
+    out = [t for c in cells for t in (c.weight, c.bias) if t is not None]
+    return out + [t for t in (head.weight, head.bias) if t is not None]
 
 
 def supported(rule, grad: torch.Tensor, state: tuple, theta: torch.Tensor | None) -> bool:
     """Whether the fused kernel can run this step (else the reference kernel does)."""
-    f32 = torch.float32
-    return (grad.device.type == "cpu" and grad.dtype == f32
-            and all(t.device.type == "cpu" and t.dtype == f32 for t in state)
-            and all(p.dtype == f32 and p.device.type == "cpu" for p in rule.parameters())
+    f32, cpu = torch.float32, torch.device("cpu")
+    return (grad.device == cpu and grad.dtype == f32
+            and all(t.device == cpu and t.dtype == f32 for t in state)
+            and all(t.dtype == f32 and t.device == cpu for t in _params(rule))
             and rule.hidden <= MAX_HIDDEN
             and feature_width(tuple(f for f in rule.features if f != "role")) <= MAX_INPUTS
             and ("param" not in rule.features
                  or (theta is not None and theta.dtype == f32 and theta.shape == grad.shape))
             and kernel() is not None)
+
+
+#: per (p, raw_scale, output_scale): the kernel's constants as a float32 tensor
+_SCALARS: dict = {}
+
+
+def _scalars(rule) -> torch.Tensor:
+    """The features' constants as the reference kernel rounds them (Python floats cast to
+    float32); the bias corrections and the head's bias are filled in by the kernel."""
+    key = (rule.p, rule.raw_scale, rule.output_scale)
+    if key not in _SCALARS:
+        p = rule.p
+        _SCALARS[key] = torch.tensor(
+            [1.0 / p, math.exp(-p), math.exp(p), rule.raw_scale, 1 - 0.9, 0.999, 1 - 0.999,
+             1.0, 1.0, 1e-8 * 1e-8, 0.0, rule.output_scale], dtype=torch.float32)
+    return _SCALARS[key]
 
 
 def fused_step(rule, grad: torch.Tensor, state: tuple, theta: torch.Tensor | None,
@@ -204,45 +274,46 @@ def fused_step(rule, grad: torch.Tensor, state: tuple, theta: torch.Tensor | Non
     n_hc, hid, n, shape = 2 * rule.layers, rule.hidden, grad.numel(), grad.shape
     g = grad.detach().reshape(-1).contiguous()
     fstate = tuple(state[n_hc:])
-    m = v = m_new = v_new = None
-    bc1 = bc2 = 1.0
+    m = v = m_new = v_new = t = None
     if "adam" in feats:
-        m, v, t = (s.detach() for s in fstate[:3])
-        t = t + 1  # the step counter and bias corrections as torch computes them (float32)
-        bc1, bc2 = (1 - 0.9 ** t).item(), (1 - 0.999 ** t).item()
-        m, v = m.reshape(-1).contiguous(), v.reshape(-1).contiguous()
+        m, v, t = fstate[:3]
+        t = t.detach() + 1  # the kernel computes the bias corrections from it, as torch does
+        m, v = m.detach().reshape(-1).contiguous(), v.detach().reshape(-1).contiguous()
         m_new, v_new = torch.empty_like(g), torch.empty_like(g)
         fstate = (m_new.view(shape), v_new.view(shape), t) + fstate[3:]
     role_col = None
     if "role" in feats:
         if role_ids is None:
             raise ValueError("fused_step: the 'role' feature needs role_ids")
-        k = feats.index("role")
-        role_col = feature_width(feats[:k])
+        role_col = feature_width(feats[:feats.index("role")])
         role_ids = role_ids.to(torch.int32).contiguous()
     th = theta.detach().reshape(-1).contiguous() if "param" in feats else None
     wpack, bias, table = _pack(rule, role_col)
-    hb = rule.head.bias
-    p = rule.p
-    scal = torch.tensor([1.0 / p, torch.tensor(-p).exp().item(), torch.tensor(p).exp().item(),
-                         rule.raw_scale, 1 - 0.9, 0.999, 1 - 0.999, bc1, bc2, 1e-8 * 1e-8,
-                         0.0 if hb is None else hb.item(), rule.output_scale],
-                        dtype=torch.float32)
+    head = rule.head
+    hb = head.bias
     hc_in = [s.detach().reshape(hid, n).contiguous() for s in state[:n_hc]]
     new_hc = torch.empty(n_hc, hid, n)  # one allocation, as the reference kernel
     out = torch.empty(n)
-    codes = torch.tensor([FEATURE_CODES[f] for f in feats if f != "role"], dtype=torch.int32)
-    ptrs_in = (ctypes.c_void_p * n_hc)(*(t.data_ptr() for t in hc_in))
-    ptrs_out = (ctypes.c_void_p * n_hc)(*(new_hc[i].data_ptr() for i in range(n_hc)))
-    head_w = rule.head.weight.detach().reshape(-1).contiguous()
+    codes = _CODES.get(feats)
+    if codes is None:
+        codes = _CODES[feats] = torch.tensor(
+            [FEATURE_CODES[f] for f in feats if f != "role"], dtype=torch.int32)
+    ptrs_in = (ctypes.c_void_p * n_hc)(*(t_.data_ptr() for t_ in hc_in))
+    row, base = new_hc.stride(0) * 4, new_hc.data_ptr()
+    ptrs_out = (ctypes.c_void_p * n_hc)(*(base + i * row for i in range(n_hc)))
+    head_w = head.weight.detach().reshape(-1).contiguous()
     rc = lib.lft_lstm_step(
-        ctypes.c_long(n), ctypes.c_int(hid), ctypes.c_int(rule.layers),
-        ctypes.c_int(codes.numel()), _ptr(codes), _ptr(g), _ptr(th), _ptr(m), _ptr(v),
-        _ptr(m_new), _ptr(v_new), _ptr(role_ids),
-        ctypes.c_long(role_ids.numel() if role_ids is not None else 1), ptrs_in, ptrs_out,
-        _ptr(wpack), _ptr(bias), _ptr(table), _ptr(head_w), ctypes.c_int(int(rule.bounded)),
-        _ptr(scal), _ptr(out))
+        n, hid, rule.layers, codes.numel(), codes.data_ptr(), g.data_ptr(), _ptr(th), _ptr(m),
+        _ptr(v), _ptr(m_new), _ptr(v_new), _ptr(role_ids),
+        role_ids.numel() if role_ids is not None else 1, ptrs_in, ptrs_out,
+        wpack.data_ptr(), _ptr(bias), _ptr(table), head_w.data_ptr(),
+        None if hb is None else hb.data_ptr(), int(rule.bounded), _scalars(rule).data_ptr(),
+        _ptr(t), out.data_ptr())
     if rc != 0:
         raise RuntimeError(f"fused LSTM kernel refused its arguments (code {rc})")
-    hc = tuple(t.view(hid, *shape) for t in new_hc.unbind(0))
+    hc = tuple(t_.view(hid, *shape) for t_ in new_hc.unbind(0))
     return out.view(shape), hc + fstate
+
+
+#: the kernel's feature codes per feature tuple (int32 tensors, made once)
+_CODES: dict = {}
