@@ -49,58 +49,91 @@ static inline vf ld(const float *p) { return *(const vfu *)p; }
 static inline void st(float *p, vf x) { *(vfu *)p = x; }
 static inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 static inline vf vmin(vf a, vf b) { return a < b ? a : b; }
-// clamps that keep a NaN x (the comparison is false, x is returned)
-static inline vf clamp_lo(vf x, float lo) { return x < lo ? vf{} + lo : x; }
-static inline vf clamp_hi(vf x, float hi) { return x > hi ? vf{} + hi : x; }
+static inline vf vsel_bits(vi m, vf a, vf b) {  // bitwise: a where m is set, else b
+    return (vf)(((vi)a & m) | ((vi)b & ~m));
+}
+static const vi SIGN = vi{} + (int32_t)0x80000000;
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
 static inline vf vround(vf x) {
     return (vf)_mm512_roundscale_ps((__m512)x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
-static inline vf vpow2(vf n) { return (vf)_mm512_scalef_ps(_mm512_set1_ps(1.0f), (__m512)n); }
+static inline vf vscale(vf a, vf n) { return (vf)_mm512_scalef_ps((__m512)a, (__m512)n); }
+// sign(x) min(|x|, c) and min(|x|, c), one instruction each (a NaN x gives +-c)
+static inline vf clamp_sym(vf x, float c) {
+    return (vf)_mm512_range_ps((__m512)x, _mm512_set1_ps(c), 0x2);
+}
+static inline vf clamp_abs(vf x, float c) {
+    return (vf)_mm512_range_ps((__m512)x, _mm512_set1_ps(c), 0xa);
+}
 #else
 static inline vf vround(vf x) { return (x + 12582912.0f) - 12582912.0f; }  // |x| < 2^22
-static inline vf vpow2(vf n) {  // 2^n, n integral in [-126, 127]
+static inline vf vscale(vf a, vf n) {  // a 2^n, n integral in [-126, 127]
     vi e = (__builtin_convertvector(n, vi) + 127) << 23;
-    return (vf)e;
+    return a * (vf)e;
+}
+// the comparisons are false for a NaN x, which is returned
+static inline vf clamp_sym(vf x, float c) {
+    x = x > c ? vf{} + c : x;
+    return x < -c ? vf{} - c : x;
+}
+static inline vf clamp_abs(vf x, float c) {
+    x = (vf)((vi)x & ~SIGN);
+    return x > c ? vf{} + c : x;
 }
 #endif
 
-// e^a = 2^n (1 + q): a in [-87, 88] (clamped by the callers), n = round(a / ln 2),
-// r = a - n ln 2 in [-ln2/2, ln2/2], q = expm1(r) = r + r^2 P(r), 1.3e-8 relative.
-struct Exp { vf s, q; };  // s = 2^n
-static inline Exp vexp_parts(vf a) {
-    vf n = vround(a * 1.44269504088896341f);
-    vf r = a - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    vf p = vf{} + 1.3882970670238137e-3f;
-    p = p * r + 8.366559632122517e-3f;
-    p = p * r + 4.166719689965248e-2f;
-    p = p * r + 1.666654348373413e-1f;
-    p = p * r + 4.999999701976776e-1f;
-    return {vpow2(n), (r * r) * p + r};
+// exp and expm1 share one core: 2^n (1 + q) with n = round(a / ln 2), r = a - n ln 2 in
+// [-ln2/2, ln2/2] (ln 2 split in two), q = expm1(r) = r + r^2 P(r), P of degree 4 (minimax,
+// 1.3e-8 relative). C0..C4 are P's coefficients.
+#define C0 4.999999701976776e-1f
+#define C1 1.666654348373413e-1f
+#define C2 4.166719689965248e-2f
+#define C3 8.366559632122517e-3f
+#define C4 1.3882970670238137e-3f
+#define LOG2E 1.44269504088896341f
+#define LN2_HI 0.693359375f
+#define LN2_LO 2.12194440e-4f      // ln 2 = LN2_HI - LN2_LO
+
+// exp(-x), |x| clamped to 87 (exp(-87) is still normal, exp(87) finite); for the sigmoid
+// 1 / (1 + exp(-x)).
+static inline vf e_neg(vf x) {
+    x = clamp_sym(x, 87.0f);
+    const vf n = vround(x * -LOG2E);
+    vf r = -(n * LN2_HI) - x;      // -x - n ln2, the negation folded into the multiply-adds
+    r = r + n * LN2_LO;
+    vf p = r * C4 + C3;
+    p = p * r + C2;
+    p = p * r + C1;
+    p = p * r + C0;
+    const vf q = (r * r) * p + r;
+    return vscale(q + 1.0f, n);
 }
-static inline vf vexp(vf a) {  // a in [-87, 88]
-    Exp e = vexp_parts(a);
-    return e.s * e.q + e.s;
+
+// expm1(-2|x|) in (-1, 0], relative accuracy near 0 (no cancellation: 2^n - 1 is exact):
+// the core at a = -2|x| written in r' = r/2 (coefficients scaled by powers of two, exact).
+// |x| is clamped to 10: beyond, expm1(-2|x|) rounds to -1.
+static inline vf expm1_m2abs(vf x) {
+    const vf a = clamp_abs(x, 10.0f);
+    const vf n = vround(a * (-2.0f * LOG2E));
+    vf r = -(n * (0.5f * LN2_HI)) - a;  // -|x| - n ln2 / 2
+    r = r + n * (0.5f * LN2_LO);
+    vf p = r * (64.0f * C4) + 32.0f * C3;
+    p = p * r + 16.0f * C2;
+    p = p * r + 8.0f * C1;
+    p = p * r + 4.0f * C0;
+    const vf q = r * (p * r + 2.0f);   // expm1(2 r)
+    const vf s = vscale(vf{} + 1.0f, n);
+    return s * q + (s - 1.0f);
 }
-// expm1(-2|x|) in (-1, 0], relative accuracy near 0 (no cancellation: 2^n - 1 is exact)
-static inline vf vexpm1_m2abs(vf x) {
-    vf a = vf{} - 2.0f * vmax(x, -x);
-    a = clamp_lo(a, -20.0f);  // below, expm1 rounds to -1
-    Exp e = vexp_parts(a);
-    return e.s * e.q + (e.s - 1.0f);
-}
-static inline vf copysign_of(vf mag, vf sgn) {  // |mag| with sgn's sign bit
-    const vi m = vi{} + 0x7fffffff;
-    return (vf)(((vi)mag & m) | ((vi)sgn & ~m));
-}
-static inline vf e_neg(vf x) {  // exp(-x) for sigmoid(x) = 1 / (1 + exp(-x))
-    return vexp(clamp_hi(clamp_lo(vf{} - x, -87.0f), 88.0f));
-}
+
+// |m| with the sign of x
+static inline vf with_sign_of(vf m, vf x) { return vsel_bits(SIGN, x, m); }
+
+// tanh(x) = -sign(x) em / (2 + em), em = expm1(-2|x|)
 static inline vf vtanh(vf x) {
-    vf em = vexpm1_m2abs(x);
-    return copysign_of(em / (-2.0f - em), x);
+    const vf em = expm1_m2abs(x);
+    return with_sign_of(em / (2.0f + em), x);
 }
 
 static inline vf vlog(vf x) {  // x > 0, normal
@@ -241,11 +274,11 @@ static inline void tile(const Args &a, const Io &io, const float *rb, const vf *
             __builtin_prefetch(hn + u * s + PF, 1, 3);
             // i, f, g, o: c = i g + f c_prev, h = o tanh(c), three divisions
             const vf ei = e_neg(acc0), ef = e_neg(acc1), eo = e_neg(acc3);
-            const vf emg = vexpm1_m2abs(acc2);
-            const vf ig = copysign_of(emg / ((1.0f + ei) * (-2.0f - emg)), acc2);
+            const vf emg = expm1_m2abs(acc2);
+            const vf ig = with_sign_of(emg / ((1.0f + ei) * (2.0f + emg)), acc2);
             const vf c = ig + ld(cp + u * s) / (1.0f + ef);
-            const vf emc = vexpm1_m2abs(c);
-            const vf h = copysign_of(emc / ((1.0f + eo) * (-2.0f - emc)), c);
+            const vf emc = expm1_m2abs(c);
+            const vf h = with_sign_of(emc / ((1.0f + eo) * (2.0f + emc)), c);
             st(cn + u * s, c);
             st(hn + u * s, h);
             if (last) y += a.head_w[u] * h;
