@@ -49,16 +49,13 @@ static inline vf ld(const float *p) { return *(const vfu *)p; }
 static inline void st(float *p, vf x) { *(vfu *)p = x; }
 static inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 static inline vf vmin(vf a, vf b) { return a < b ? a : b; }
-static inline vf vsel_bits(vi m, vf a, vf b) {  // bitwise: a where m is set, else b
-    return (vf)(((vi)a & m) | ((vi)b & ~m));
-}
 static const vi SIGN = vi{} + (int32_t)0x80000000;
 
+// Costs on the target (Zen 4, 512-bit): multiplies, multiply-adds, compares, ternary logic
+// and vscalefps (two slots) share the two FMA pipes, the kernel's bottleneck; adds, rounding,
+// vrangeps, and/or/xor, shifts and conversions issue beside them; divisions (about one per 6
+// cycles) run in their own unit. Below, everything that can leaves the FMA pipes.
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
-static inline vf vround(vf x) {
-    return (vf)_mm512_roundscale_ps((__m512)x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-}
-static inline vf vscale(vf a, vf n) { return (vf)_mm512_scalef_ps((__m512)a, (__m512)n); }
 // sign(x) min(|x|, c) and min(|x|, c), one instruction each (a NaN x gives +-c)
 static inline vf clamp_sym(vf x, float c) {
     return (vf)_mm512_range_ps((__m512)x, _mm512_set1_ps(c), 0x2);
@@ -67,11 +64,6 @@ static inline vf clamp_abs(vf x, float c) {
     return (vf)_mm512_range_ps((__m512)x, _mm512_set1_ps(c), 0xa);
 }
 #else
-static inline vf vround(vf x) { return (x + 12582912.0f) - 12582912.0f; }  // |x| < 2^22
-static inline vf vscale(vf a, vf n) {  // a 2^n, n integral in [-126, 127]
-    vi e = (__builtin_convertvector(n, vi) + 127) << 23;
-    return a * (vf)e;
-}
 // the comparisons are false for a NaN x, which is returned
 static inline vf clamp_sym(vf x, float c) {
     x = x > c ? vf{} + c : x;
@@ -85,7 +77,10 @@ static inline vf clamp_abs(vf x, float c) {
 
 // exp and expm1 share one core: 2^n (1 + q) with n = round(a / ln 2), r = a - n ln 2 in
 // [-ln2/2, ln2/2] (ln 2 split in two), q = expm1(r) = r + r^2 P(r), P of degree 4 (minimax,
-// 1.3e-8 relative). C0..C4 are P's coefficients.
+// 1.3e-8 relative). C0..C4 are P's coefficients. n is rounded by adding MAGIC (1.5 2^23) in
+// the multiply-add that scales a: t = MAGIC + n exactly, and t's bits shifted left by 23 are
+// n's bits in the exponent field (MAGIC's low 9 bits are zero), so 2^n is built with integer
+// operations instead of vscalefps.
 #define C0 4.999999701976776e-1f
 #define C1 1.666654348373413e-1f
 #define C2 4.166719689965248e-2f
@@ -94,12 +89,16 @@ static inline vf clamp_abs(vf x, float c) {
 #define LOG2E 1.44269504088896341f
 #define LN2_HI 0.693359375f
 #define LN2_LO 2.12194440e-4f      // ln 2 = LN2_HI - LN2_LO
+#define MAGIC 12582912.0f
 
-// exp(-x), |x| clamped to 87 (exp(-87) is still normal, exp(87) finite); for the sigmoid
+static inline vi exp_bits(vf t) { return (vi)t << 23; }  // n << 23 for t = MAGIC + n
+
+// exp(-x), |x| clamped to 86 (so that 2^n (1 + q) stays normal), for the sigmoid
 // 1 / (1 + exp(-x)).
 static inline vf e_neg(vf x) {
-    x = clamp_sym(x, 87.0f);
-    const vf n = vround(x * -LOG2E);
+    x = clamp_sym(x, 86.0f);
+    const vf t = x * -LOG2E + MAGIC;
+    const vf n = t - MAGIC;
     vf r = -(n * LN2_HI) - x;      // -x - n ln2, the negation folded into the multiply-adds
     r = r + n * LN2_LO;
     vf p = r * C4 + C3;
@@ -107,15 +106,16 @@ static inline vf e_neg(vf x) {
     p = p * r + C1;
     p = p * r + C0;
     const vf q = (r * r) * p + r;
-    return vscale(q + 1.0f, n);
+    return (vf)((vi)(q + 1.0f) + exp_bits(t));
 }
 
-// expm1(-2|x|) in (-1, 0], relative accuracy near 0 (no cancellation: 2^n - 1 is exact):
-// the core at a = -2|x| written in r' = r/2 (coefficients scaled by powers of two, exact).
-// |x| is clamped to 10: beyond, expm1(-2|x|) rounds to -1.
-static inline vf expm1_m2abs(vf x) {
+// -expm1(-2|x|) = 1 - exp(-2|x|) in [0, 1), relative accuracy near 0 (no cancellation: 1 - 2^n
+// is exact): the core at a = -2|x| written in r' = r/2 (coefficients scaled by powers of
+// two, exact). |x| is clamped to 10: beyond, it rounds to 1.
+static inline vf m_expm1_m2abs(vf x) {
     const vf a = clamp_abs(x, 10.0f);
-    const vf n = vround(a * (-2.0f * LOG2E));
+    const vf t = a * (-2.0f * LOG2E) + MAGIC;
+    const vf n = t - MAGIC;
     vf r = -(n * (0.5f * LN2_HI)) - a;  // -|x| - n ln2 / 2
     r = r + n * (0.5f * LN2_LO);
     vf p = r * (64.0f * C4) + 32.0f * C3;
@@ -123,17 +123,17 @@ static inline vf expm1_m2abs(vf x) {
     p = p * r + 8.0f * C1;
     p = p * r + 4.0f * C0;
     const vf q = r * (p * r + 2.0f);   // expm1(2 r)
-    const vf s = vscale(vf{} + 1.0f, n);
-    return s * q + (s - 1.0f);
+    const vf s = (vf)(exp_bits(t) + (127 << 23));
+    return (1.0f - s) - s * q;         // +0 at x = 0
 }
 
-// |m| with the sign of x
-static inline vf with_sign_of(vf m, vf x) { return vsel_bits(SIGN, x, m); }
+// m (>= 0) with the sign of x (one xor, off the FMA pipes)
+static inline vf with_sign_of(vf m, vf x) { return (vf)((vi)m ^ ((vi)x & SIGN)); }
 
-// tanh(x) = -sign(x) em / (2 + em), em = expm1(-2|x|)
+// tanh(x) = sign(x) m / (2 - m), m = 1 - exp(-2|x|)
 static inline vf vtanh(vf x) {
-    const vf em = expm1_m2abs(x);
-    return with_sign_of(em / (2.0f + em), x);
+    const vf m = m_expm1_m2abs(x);
+    return with_sign_of(m, x) / (2.0f - m);
 }
 
 static inline vf vlog(vf x) {  // x > 0, normal
@@ -274,11 +274,11 @@ static inline void tile(const Args &a, const Io &io, const float *rb, const vf *
             __builtin_prefetch(hn + u * s + PF, 1, 3);
             // i, f, g, o: c = i g + f c_prev, h = o tanh(c), three divisions
             const vf ei = e_neg(acc0), ef = e_neg(acc1), eo = e_neg(acc3);
-            const vf emg = expm1_m2abs(acc2);
-            const vf ig = with_sign_of(emg / ((1.0f + ei) * (2.0f + emg)), acc2);
+            const vf mg = m_expm1_m2abs(acc2);
+            const vf ig = with_sign_of(mg, acc2) / ((1.0f + ei) * (2.0f - mg));
             const vf c = ig + ld(cp + u * s) / (1.0f + ef);
-            const vf emc = expm1_m2abs(c);
-            const vf h = with_sign_of(emc / ((1.0f + eo) * (2.0f + emc)), c);
+            const vf mc = m_expm1_m2abs(c);
+            const vf h = with_sign_of(mc, c) / ((1.0f + eo) * (2.0f - mc));
             st(cn + u * s, c);
             st(hn + u * s, h);
             if (last) y += a.head_w[u] * h;
