@@ -32,7 +32,8 @@
 #define V 16                      // floats per vector: coordinates per tile
 #define MAXH 64                   // the Python side falls back beyond these
 #define MAXIN 8
-#define PF 128                    // prefetch distance along the state rows, in floats
+#define PF 128                    // prefetch distance along every row, in floats (32..512 alike)
+#define PREF(p, rw) __builtin_prefetch((p) + PF, rw, 3)
 
 typedef float vf __attribute__((vector_size(4 * V)));
 typedef float vfu __attribute__((vector_size(4 * V), aligned(4)));  // unaligned access
@@ -93,38 +94,48 @@ static inline vf clamp_abs(vf x, float c) {
 
 static inline vi exp_bits(vf t) { return (vi)t << 23; }  // n << 23 for t = MAGIC + n
 
+// The functions below work on N independent vectors at once, each step written for all N
+// before the next: the dependency chains of a unit's gates are long (multiply-adds, then the
+// exponential, a division, the cell's tanh, another division), and N units interleaved give
+// the out-of-order core independent work within its window.
+#define EACH for (int j = 0; j < N; j++)
+
 // exp(-x), |x| clamped to 86 (so that 2^n (1 + q) stays normal), for the sigmoid
 // 1 / (1 + exp(-x)).
-static inline vf e_neg(vf x) {
-    x = clamp_sym(x, 86.0f);
-    const vf t = x * -LOG2E + MAGIC;
-    const vf n = t - MAGIC;
-    vf r = -(n * LN2_HI) - x;      // -x - n ln2, the negation folded into the multiply-adds
-    r = r + n * LN2_LO;
-    vf p = r * C4 + C3;
-    p = p * r + C2;
-    p = p * r + C1;
-    p = p * r + C0;
-    const vf q = (r * r) * p + r;
-    return (vf)((vi)(q + 1.0f) + exp_bits(t));
+template <int N>
+static inline void e_neg(const vf *x_, vf *out) {
+    vf x[N], t[N], n[N], r[N], p[N];
+    EACH x[j] = clamp_sym(x_[j], 86.0f);
+    EACH t[j] = x[j] * -LOG2E + MAGIC;
+    EACH n[j] = t[j] - MAGIC;
+    EACH r[j] = -(n[j] * LN2_HI) - x[j];  // -x - n ln2, the negation folded into the FMAs
+    EACH r[j] = r[j] + n[j] * LN2_LO;
+    EACH p[j] = r[j] * C4 + C3;
+    EACH p[j] = p[j] * r[j] + C2;
+    EACH p[j] = p[j] * r[j] + C1;
+    EACH p[j] = p[j] * r[j] + C0;
+    EACH p[j] = (r[j] * r[j]) * p[j] + r[j];  // expm1(r)
+    EACH out[j] = (vf)((vi)(p[j] + 1.0f) + exp_bits(t[j]));
 }
 
 // -expm1(-2|x|) = 1 - exp(-2|x|) in [0, 1), relative accuracy near 0 (no cancellation: 1 - 2^n
 // is exact): the core at a = -2|x| written in r' = r/2 (coefficients scaled by powers of
 // two, exact). |x| is clamped to 10: beyond, it rounds to 1.
-static inline vf m_expm1_m2abs(vf x) {
-    const vf a = clamp_abs(x, 10.0f);
-    const vf t = a * (-2.0f * LOG2E) + MAGIC;
-    const vf n = t - MAGIC;
-    vf r = -(n * (0.5f * LN2_HI)) - a;  // -|x| - n ln2 / 2
-    r = r + n * (0.5f * LN2_LO);
-    vf p = r * (64.0f * C4) + 32.0f * C3;
-    p = p * r + 16.0f * C2;
-    p = p * r + 8.0f * C1;
-    p = p * r + 4.0f * C0;
-    const vf q = r * (p * r + 2.0f);   // expm1(2 r)
-    const vf s = (vf)(exp_bits(t) + (127 << 23));
-    return (1.0f - s) - s * q;         // +0 at x = 0
+template <int N>
+static inline void m_expm1_m2abs(const vf *x, vf *out) {
+    vf a[N], t[N], n[N], r[N], p[N];
+    EACH a[j] = clamp_abs(x[j], 10.0f);
+    EACH t[j] = a[j] * (-2.0f * LOG2E) + MAGIC;
+    EACH n[j] = t[j] - MAGIC;
+    EACH r[j] = -(n[j] * (0.5f * LN2_HI)) - a[j];  // -|x| - n ln2 / 2
+    EACH r[j] = r[j] + n[j] * (0.5f * LN2_LO);
+    EACH p[j] = r[j] * (64.0f * C4) + 32.0f * C3;
+    EACH p[j] = p[j] * r[j] + 16.0f * C2;
+    EACH p[j] = p[j] * r[j] + 8.0f * C1;
+    EACH p[j] = p[j] * r[j] + 4.0f * C0;
+    EACH p[j] = r[j] * (p[j] * r[j] + 2.0f);  // expm1(2 r)
+    EACH t[j] = (vf)(exp_bits(t[j]) + (127 << 23));  // 2^n
+    EACH out[j] = (1.0f - t[j]) - t[j] * p[j];      // +0 at x = 0
 }
 
 // m (>= 0) with the sign of x (one xor, off the FMA pipes)
@@ -132,7 +143,8 @@ static inline vf with_sign_of(vf m, vf x) { return (vf)((vi)m ^ ((vi)x & SIGN));
 
 // tanh(x) = sign(x) m / (2 - m), m = 1 - exp(-2|x|)
 static inline vf vtanh(vf x) {
-    const vf m = m_expm1_m2abs(x);
+    vf m;
+    m_expm1_m2abs<1>(&x, &m);
     return with_sign_of(m, x) / (2.0f - m);
 }
 
@@ -184,6 +196,8 @@ static inline void features(const Args &a, const Io &io, vf *x) {
     const float *scal = a.scal;
     const long o = io.off;
     const vf gv = ld(io.g + o);
+    PREF(io.g + o, 0);
+    PREF(io.out + o, 1);
     int k = 0;
     for (int f = 0; f < a.n_feat; f++) {
         switch (a.feats[f]) {
@@ -199,6 +213,10 @@ static inline void features(const Args &a, const Io &io, vf *x) {
         }
         case ADAM: {
             vf mv = ld(io.m_in + o), vv = ld(io.v_in + o);
+            PREF(io.m_in + o, 0);
+            PREF(io.v_in + o, 0);
+            PREF(io.m_out + o, 1);
+            PREF(io.v_out + o, 1);
             mv = mv + scal[B1W] * (gv - mv);
             vv = vv * scal[B2] + scal[ONE_M_B2] * (gv * gv);
             vf den = vv / scal[BC2] + scal[EPS2];
@@ -212,11 +230,48 @@ static inline void features(const Args &a, const Io &io, vf *x) {
             break;
         }
         case PARAM:
+            PREF(io.theta + o, 0);
             x[k++] = ld(io.theta + o);
             break;
         default:  // ROLE: folded into the gate biases (role_tab)
             break;
         }
+    }
+}
+
+// Units u .. u+N-1 of one layer on one tile, interleaved: their gate sums from the K inputs
+// x, then c = i g + f c_prev and h = o tanh(c), stored; h goes to the head (last layer) or to
+// hcur. Biases: b0 (hidden, 4), or per lane lb, or none.
+template <int N>
+static inline void units(int u, int K, const float *w, const vf *x, const float *b0,
+                         const vf *lb, const float *cp, float *cn, float *hn, long s,
+                         bool last, const float *head_w, vf &y, vf *hcur) {
+    vf acc[4][N];
+    for (int q = 0; q < 4; q++)
+        EACH acc[q][j] = lb ? lb[(u + j) * 4 + q] : vf{} + (b0 ? b0[(u + j) * 4 + q] : 0.0f);
+    for (int k = 0; k < K; k++)
+        for (int q = 0; q < 4; q++)
+            EACH acc[q][j] += w[((long)(u + j) * K + k) * 4 + q] * x[k];
+    EACH {
+        PREF(cp + (u + j) * s, 0);
+        PREF(cn + (u + j) * s, 1);
+        PREF(hn + (u + j) * s, 1);
+    }
+    // gates i, f, g, o: c = i g + f c_prev, h = o tanh(c), three divisions
+    vf ei[N], ef[N], eo[N], mg[N], c[N], mc[N];
+    e_neg<N>(acc[0], ei);
+    e_neg<N>(acc[1], ef);
+    e_neg<N>(acc[3], eo);
+    m_expm1_m2abs<N>(acc[2], mg);
+    EACH c[j] = with_sign_of(mg[j], acc[2][j]) / ((1.0f + ei[j]) * (2.0f - mg[j]))
+                + ld(cp + (u + j) * s) / (1.0f + ef[j]);
+    m_expm1_m2abs<N>(c, mc);
+    EACH {
+        const vf h = with_sign_of(mc[j], c[j]) / ((1.0f + eo[j]) * (2.0f - mc[j]));
+        st(cn + (u + j) * s, c[j]);
+        st(hn + (u + j) * s, h);
+        if (last) y += head_w[u + j] * h;
+        else hcur[u + j] = h;
     }
 }
 
@@ -240,50 +295,18 @@ static inline void tile(const Args &a, const Io &io, const float *rb, const vf *
         const float *hp = io.hc_in[2 * layer] + o, *cp = io.hc_in[2 * layer + 1] + o;
         float *hn = io.hc_out[2 * layer] + o, *cn = io.hc_out[2 * layer + 1] + o;
         for (int u = 0; u < H; u++) {
-            __builtin_prefetch(hp + u * s + PF, 0, 3);
+            PREF(hp + u * s, 0);
             x[in_l + u] = ld(hp + u * s);
         }
         const float *b = a.bias ? a.bias + (long)layer * H * 4 : 0;
+        const float *b0 = layer == 0 && a.role_tab ? rb : b;  // per-lane biases if neither
+        const vf *lb = layer == 0 && a.role_tab && !rb ? lane_bias : 0;
         vf hcur[MAXH];
-        for (int u = 0; u < H; u++) {
-            const float *wu = w + (long)u * K * 4;
-            vf acc0, acc1, acc2, acc3;
-            if (layer == 0 && a.role_tab) {
-                if (rb) {
-                    acc0 = vf{} + rb[u * 4 + 0]; acc1 = vf{} + rb[u * 4 + 1];
-                    acc2 = vf{} + rb[u * 4 + 2]; acc3 = vf{} + rb[u * 4 + 3];
-                } else {
-                    acc0 = lane_bias[u * 4 + 0]; acc1 = lane_bias[u * 4 + 1];
-                    acc2 = lane_bias[u * 4 + 2]; acc3 = lane_bias[u * 4 + 3];
-                }
-            } else if (b) {
-                acc0 = vf{} + b[u * 4 + 0]; acc1 = vf{} + b[u * 4 + 1];
-                acc2 = vf{} + b[u * 4 + 2]; acc3 = vf{} + b[u * 4 + 3];
-            } else {
-                acc0 = acc1 = acc2 = acc3 = vf{};
-            }
-            for (int k = 0; k < K; k++) {
-                const float *wk = wu + k * 4;
-                acc0 += wk[0] * x[k];
-                acc1 += wk[1] * x[k];
-                acc2 += wk[2] * x[k];
-                acc3 += wk[3] * x[k];
-            }
-            __builtin_prefetch(cp + u * s + PF, 0, 3);
-            __builtin_prefetch(cn + u * s + PF, 1, 3);
-            __builtin_prefetch(hn + u * s + PF, 1, 3);
-            // i, f, g, o: c = i g + f c_prev, h = o tanh(c), three divisions
-            const vf ei = e_neg(acc0), ef = e_neg(acc1), eo = e_neg(acc3);
-            const vf mg = m_expm1_m2abs(acc2);
-            const vf ig = with_sign_of(mg, acc2) / ((1.0f + ei) * (2.0f - mg));
-            const vf c = ig + ld(cp + u * s) / (1.0f + ef);
-            const vf mc = m_expm1_m2abs(c);
-            const vf h = with_sign_of(mc, c) / ((1.0f + eo) * (2.0f - mc));
-            st(cn + u * s, c);
-            st(hn + u * s, h);
-            if (last) y += a.head_w[u] * h;
-            else hcur[u] = h;
-        }
+        int u = 0;
+        for (; u + 2 <= H; u += 2)  // pairs (3 or 5 at a time spill registers)
+            units<2>(u, K, w, x, b0, lb, cp, cn, hn, s, last, a.head_w, y, hcur);
+        for (; u < H; u++)
+            units<1>(u, K, w, x, b0, lb, cp, cn, hn, s, last, a.head_w, y, hcur);
         if (!last)
             for (int u = 0; u < H; u++) x[u] = hcur[u];
         w += (long)H * K * 4;
