@@ -239,37 +239,57 @@ static inline void features(const Args &a, const Io &io, vf *x) {
     }
 }
 
-// Units u .. u+N-1 of one layer on one tile, interleaved: their gate sums from the K inputs
-// x, then c = i g + f c_prev and h = o tanh(c), stored; h goes to the head (last layer) or to
-// hcur. Biases: b0 (hidden, 4), or per lane lb, or none.
+// One layer's units on one tile. Its inputs: x (K vectors), biases b0 (hidden, 4), or per
+// lane lb, or none; the state rows cp (read), cn and hn (written), s apart.
+struct Layer {
+    int K;
+    const float *w, *b0;
+    const vf *x, *lb;
+    const float *cp;
+    float *cn, *hn;
+    long s;
+};
+
+// The gate sums of units u .. u+N-1: acc[gate][unit]
 template <int N>
-static inline void units(int u, int K, const float *w, const vf *x, const float *b0,
-                         const vf *lb, const float *cp, float *cn, float *hn, long s,
-                         bool last, const float *head_w, vf &y, vf *hcur) {
-    vf acc[4][N];
+static inline void gate_sums(const Layer &l, int u, vf (*acc)[N]) {
     for (int q = 0; q < 4; q++)
-        EACH acc[q][j] = lb ? lb[(u + j) * 4 + q] : vf{} + (b0 ? b0[(u + j) * 4 + q] : 0.0f);
-    for (int k = 0; k < K; k++)
+        EACH acc[q][j] = l.lb ? l.lb[(u + j) * 4 + q]
+                              : vf{} + (l.b0 ? l.b0[(u + j) * 4 + q] : 0.0f);
+    for (int k = 0; k < l.K; k++)
         for (int q = 0; q < 4; q++)
-            EACH acc[q][j] += w[((long)(u + j) * K + k) * 4 + q] * x[k];
+            EACH acc[q][j] += l.w[((long)(u + j) * l.K + k) * 4 + q] * l.x[k];
+}
+
+// From the gate sums (i, f, g, o) of units u .. u+N-1: c = i g + f c_prev, stored, and
+// 1 + exp(-o) for the second half
+template <int N>
+static inline void cell_c(const Layer &l, int u, vf (*acc)[N], vf *c, vf *eo1) {
     EACH {
-        PREF(cp + (u + j) * s, 0);
-        PREF(cn + (u + j) * s, 1);
-        PREF(hn + (u + j) * s, 1);
+        PREF(l.cp + (u + j) * l.s, 0);
+        PREF(l.cn + (u + j) * l.s, 1);
+        PREF(l.hn + (u + j) * l.s, 1);
     }
-    // gates i, f, g, o: c = i g + f c_prev, h = o tanh(c), three divisions
-    vf ei[N], ef[N], eo[N], mg[N], c[N], mc[N];
+    vf ei[N], ef[N], mg[N];
     e_neg<N>(acc[0], ei);
     e_neg<N>(acc[1], ef);
-    e_neg<N>(acc[3], eo);
+    e_neg<N>(acc[3], eo1);
     m_expm1_m2abs<N>(acc[2], mg);
     EACH c[j] = with_sign_of(mg[j], acc[2][j]) / ((1.0f + ei[j]) * (2.0f - mg[j]))
-                + ld(cp + (u + j) * s) / (1.0f + ef[j]);
+                + ld(l.cp + (u + j) * l.s) / (1.0f + ef[j]);
+    EACH st(l.cn + (u + j) * l.s, c[j]);
+    EACH eo1[j] = eo1[j] + 1.0f;
+}
+
+// h = o tanh(c) of units u .. u+N-1, stored; to the head (last layer) or to hcur
+template <int N>
+static inline void cell_h(const Layer &l, int u, const vf *c, const vf *eo1, bool last,
+                          const float *head_w, vf &y, vf *hcur) {
+    vf mc[N];
     m_expm1_m2abs<N>(c, mc);
     EACH {
-        const vf h = with_sign_of(mc[j], c[j]) / ((1.0f + eo[j]) * (2.0f - mc[j]));
-        st(cn + (u + j) * s, c[j]);
-        st(hn + (u + j) * s, h);
+        const vf h = with_sign_of(mc[j], c[j]) / (eo1[j] * (2.0f - mc[j]));
+        st(l.hn + (u + j) * l.s, h);
         if (last) y += head_w[u + j] * h;
         else hcur[u + j] = h;
     }
@@ -302,11 +322,25 @@ static inline void tile(const Args &a, const Io &io, const float *rb, const vf *
         const float *b0 = layer == 0 && a.role_tab ? rb : b;  // per-lane biases if neither
         const vf *lb = layer == 0 && a.role_tab && !rb ? lane_bias : 0;
         vf hcur[MAXH];
+        const Layer l = {K, w, b0, x, lb, cp, cn, hn, s};
+        // units in pairs, software-pipelined: the next pair's gate sums (independent
+        // multiply-adds) sit between this pair's c and its tanh(c) chain
         int u = 0;
-        for (; u + 2 <= H; u += 2)  // pairs (3 or 5 at a time spill registers)
-            units<2>(u, K, w, x, b0, lb, cp, cn, hn, s, last, a.head_w, y, hcur);
-        for (; u < H; u++)
-            units<1>(u, K, w, x, b0, lb, cp, cn, hn, s, last, a.head_w, y, hcur);
+        if (H >= 2) {
+            vf acc[4][2], c[2], eo1[2];
+            gate_sums<2>(l, 0, acc);
+            for (; u + 2 <= H; u += 2) {
+                cell_c<2>(l, u, acc, c, eo1);
+                if (u + 4 <= H) gate_sums<2>(l, u + 2, acc);
+                cell_h<2>(l, u, c, eo1, last, a.head_w, y, hcur);
+            }
+        }
+        if (u < H) {  // an odd hidden size's last unit
+            vf acc[4][1], c[1], eo1[1];
+            gate_sums<1>(l, u, acc);
+            cell_c<1>(l, u, acc, c, eo1);
+            cell_h<1>(l, u, c, eo1, last, a.head_w, y, hcur);
+        }
         if (!last)
             for (int u = 0; u < H; u++) x[u] = hcur[u];
         w += (long)H * K * 4;
