@@ -229,17 +229,40 @@ def _params(rule) -> list[torch.Tensor]:
     return out + [t for t in (head.weight, head.bias) if t is not None]
 
 
+#: per feature tuple: (the kernel's feature codes as int32, whether they fit, role column)
+_FEATURES: dict = {}
+
+
+def _features(feats: tuple[str, ...]) -> tuple[torch.Tensor, bool, int | None]:
+    info = _FEATURES.get(feats)
+    if info is None:
+        plain = tuple(f for f in feats if f != "role")
+        codes = torch.tensor([FEATURE_CODES[f] for f in plain], dtype=torch.int32)
+        role_col = feature_width(feats[:feats.index("role")]) if "role" in feats else None
+        info = _FEATURES[feats] = (codes, feature_width(plain) <= MAX_INPUTS, role_col)
+    return info
+
+
+def _f32_cpu(tensors) -> bool:
+    f32 = torch.float32
+    return all(t.dtype == f32 and t.is_cpu for t in tensors)
+
+
 def supported(rule, grad: torch.Tensor, state: tuple, theta: torch.Tensor | None) -> bool:
     """Whether the fused kernel can run this step (else the reference kernel does)."""
-    f32, cpu = torch.float32, torch.device("cpu")
-    return (grad.device == cpu and grad.dtype == f32
-            and all(t.device == cpu and t.dtype == f32 for t in state)
-            and all(t.dtype == f32 and t.device == cpu for t in _params(rule))
-            and rule.hidden <= MAX_HIDDEN
-            and feature_width(tuple(f for f in rule.features if f != "role")) <= MAX_INPUTS
+    return _supported(rule, grad, state, theta, _params(rule))
+
+
+def _supported(rule, grad, state, theta, params) -> bool:
+    return (_f32_cpu((grad,)) and _f32_cpu(state) and _f32_cpu(params)
+            and rule.hidden <= MAX_HIDDEN and _features(rule.features)[1]
             and ("param" not in rule.features
-                 or (theta is not None and theta.dtype == f32 and theta.shape == grad.shape))
+                 or (theta is not None and _f32_cpu((theta,)) and theta.shape == grad.shape))
             and kernel() is not None)
+
+
+def _contiguous(t: torch.Tensor) -> torch.Tensor:
+    return t if t.is_contiguous() else t.contiguous()
 
 
 #: per (p, raw_scale, output_scale): the kernel's constants as a float32 tensor
@@ -267,53 +290,45 @@ def fused_step(rule, grad: torch.Tensor, state: tuple, theta: torch.Tensor | Non
     the flattened optimisee (``int32``; coordinate ``i`` has role ``role_ids[i % period]``).
     Returns ``(delta, new_state)`` as :meth:`CoordinateLSTM.update` does.
     """
-    if not supported(rule, grad, state, theta):
+    params = _params(rule)
+    if not _supported(rule, grad, state, theta, params):
         return None
     lib = _KERNEL["lib"]
     feats = rule.features
+    codes, _, role_col = _features(feats)
     n_hc, hid, n, shape = 2 * rule.layers, rule.hidden, grad.numel(), grad.shape
-    g = grad.detach().reshape(-1).contiguous()
+    # pointers into contiguous inputs (no copies, no new tensors when they already are)
+    g = _contiguous(grad)
     fstate = tuple(state[n_hc:])
     m = v = m_new = v_new = t = None
     if "adam" in feats:
         m, v, t = fstate[:3]
         t = t.detach() + 1  # the kernel computes the bias corrections from it, as torch does
-        m, v = m.detach().reshape(-1).contiguous(), v.detach().reshape(-1).contiguous()
-        m_new, v_new = torch.empty_like(g), torch.empty_like(g)
-        fstate = (m_new.view(shape), v_new.view(shape), t) + fstate[3:]
-    role_col = None
-    if "role" in feats:
+        m, v = _contiguous(m), _contiguous(v)
+        m_new, v_new = torch.empty(shape), torch.empty(shape)
+        fstate = (m_new, v_new, t) + fstate[3:]
+    if role_col is not None:
         if role_ids is None:
             raise ValueError("fused_step: the 'role' feature needs role_ids")
-        role_col = feature_width(feats[:feats.index("role")])
-        role_ids = role_ids.to(torch.int32).contiguous()
-    th = theta.detach().reshape(-1).contiguous() if "param" in feats else None
+        role_ids = _contiguous(role_ids.to(torch.int32))
+    th = _contiguous(theta) if "param" in feats else None
     wpack, bias, table = _pack(rule, role_col)
-    head = rule.head
-    hb = head.bias
-    hc_in = [s.detach().reshape(hid, n).contiguous() for s in state[:n_hc]]
-    new_hc = torch.empty(n_hc, hid, n)  # one allocation, as the reference kernel
-    out = torch.empty(n)
-    codes = _CODES.get(feats)
-    if codes is None:
-        codes = _CODES[feats] = torch.tensor(
-            [FEATURE_CODES[f] for f in feats if f != "role"], dtype=torch.int32)
+    hb = params[-1] if rule.head.bias is not None else None
+    hc_in = [_contiguous(s) for s in state[:n_hc]]
+    new_hc = torch.empty(n_hc, hid, *shape)  # one allocation, as the reference kernel
+    out = torch.empty(shape)
     ptrs_in = (ctypes.c_void_p * n_hc)(*(t_.data_ptr() for t_ in hc_in))
-    row, base = new_hc.stride(0) * 4, new_hc.data_ptr()
+    row, base = hid * n * 4, new_hc.data_ptr()
     ptrs_out = (ctypes.c_void_p * n_hc)(*(base + i * row for i in range(n_hc)))
-    head_w = head.weight.detach().reshape(-1).contiguous()
+    head_w = _contiguous(rule.head.weight)
     rc = lib.lft_lstm_step(
         n, hid, rule.layers, codes.numel(), codes.data_ptr(), g.data_ptr(), _ptr(th), _ptr(m),
         _ptr(v), _ptr(m_new), _ptr(v_new), _ptr(role_ids),
         role_ids.numel() if role_ids is not None else 1, ptrs_in, ptrs_out,
-        wpack.data_ptr(), _ptr(bias), _ptr(table), head_w.data_ptr(),
-        None if hb is None else hb.data_ptr(), int(rule.bounded), _scalars(rule).data_ptr(),
-        _ptr(t), out.data_ptr())
+        wpack.data_ptr(), _ptr(bias), _ptr(table), head_w.data_ptr(), _ptr(hb),
+        int(rule.bounded), _scalars(rule).data_ptr(), _ptr(t), out.data_ptr())
     if rc != 0:
         raise RuntimeError(f"fused LSTM kernel refused its arguments (code {rc})")
-    hc = tuple(t_.view(hid, *shape) for t_ in new_hc.unbind(0))
-    return out.view(shape), hc + fstate
+    return out, tuple(new_hc.unbind(0)) + fstate
 
 
-#: the kernel's feature codes per feature tuple (int32 tensors, made once)
-_CODES: dict = {}
