@@ -1,6 +1,10 @@
 """The fused no-grad LSTM step (``lft.rules.lstm_fused``) equals the reference kernel to float32
 rounding, and the reference kernel runs whenever the fused one cannot (``LFT_NO_COMPILE``)."""
 
+import ctypes
+import platform
+import subprocess
+
 import pytest
 import torch
 
@@ -48,6 +52,43 @@ def test_fused_step_equals_the_reference_kernel(config, roles_shape, monkeypatch
         torch.testing.assert_close(d_f, d_r, rtol=1e-5, atol=1e-6)
         for a, b in zip(s_f, s_r):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _isa_builds() -> list[list[str]]:
+    """Builds besides the native one: the portable fallback (no -march), and on an x86 host
+    with AVX2 an AVX2-only one (8-float vectors, no AVX-512 intrinsics)."""
+    builds = [[]]
+    flags = lstm_fused._cpu_id()
+    if platform.machine() in ("x86_64", "AMD64") and " avx2" in flags and " fma" in flags:
+        builds.append(["-march=x86-64-v3"])
+    return builds
+
+
+@pytest.mark.parametrize("extra", _isa_builds(), ids=lambda f: " ".join(f) or "portable")
+def test_other_instruction_set_builds_equal_the_reference_kernel(extra, tmp_path, monkeypatch):
+    """The kernel's code paths for other targets (vector widths 4 and 8, clamps and 2^n without
+    AVX-512 intrinsics) agree with the reference kernel as the native build does."""
+    if not lstm_fused.compile_info()["available"]:
+        pytest.skip("no fused kernel here")
+    so = tmp_path / "kernel.so"
+    subprocess.run([lstm_fused._compiler(), *lstm_fused.FLAGS, *extra, "-o", str(so),
+                    str(lstm_fused.SOURCE)], check=True, capture_output=True, timeout=300)
+    lib = ctypes.CDLL(str(so))
+    lib.lft_lstm_step.restype = ctypes.c_int
+    lstm_fused._argtypes(lib)
+    for config in CONFIGS[:2]:
+        torch.manual_seed(0)
+        rule = build(config)
+        for p in rule.parameters():
+            p.data.normal_(0.0, 0.5)
+        theta, roles = torch.randn(2, 1003), torch.randint(0, 6, (1003,))
+        monkeypatch.setitem(lstm_fused._KERNEL, "lib", lib)
+        fused = _steps(rule, theta, roles, True, monkeypatch, steps=3)
+        ref = _steps(rule, theta, roles, False, monkeypatch, steps=3)
+        for (d_f, s_f), (d_r, s_r) in zip(fused, ref):
+            torch.testing.assert_close(d_f, d_r, rtol=1e-5, atol=1e-6)
+            for a, b in zip(s_f, s_r):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_fused_kernel_is_used_and_differs_from_no_kernel_only_by_rounding(monkeypatch):

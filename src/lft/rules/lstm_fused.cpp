@@ -1,68 +1,166 @@
 // The coordinate LSTM's no-grad step fused into one pass over the coordinates (lft.rules.lstm_fused).
 //
-// Per chunk of LANES coordinates, everything stays in registers: the input features from the
-// gradient (and the Adam moments, updated here), every LSTM layer (gate products, sigmoid/tanh,
-// c and h), the head and its tanh. Each coordinate's state is read once and written once, and
-// no intermediate of the step goes to memory. Written with GCC vector extensions, so the same
-// source vectorises for whatever the compiler targets (-march=native: AVX-512, AVX2, NEON).
-// sigmoid, tanh, exp and log are Cephes-style float32 approximations (a few ulp), so the
-// results equal the reference kernel's to float32 rounding, not bit for bit.
+// One vector of V coordinates (a tile) at a time goes through the whole step in registers: its
+// input features from the gradient (updating the Adam moments), every LSTM layer and the
+// head. Per hidden unit the four gate sums are accumulated in registers from the unit's inputs
+// (features and previous h, K vectors) with the small weights broadcast from memory; nothing
+// of the step but its state and outputs goes to memory. Every state row (hidden, n) is read and
+// written in place, coordinate-contiguous (a tile is one unaligned load/store per row), with
+// software prefetches a few tiles ahead on every row (46 streams on the default rule: the
+// hardware prefetchers alone lose them). Units go in pairs, software-pipelined, so that the
+// out-of-order core overlaps their long dependency chains. The default sizes (10 hidden
+// units, 4 input features, 1 layer) are compiled as constants; any other runs the same code
+// with run-time sizes. GCC vector extensions with the target's vector width (-march=native:
+// AVX-512, AVX2, NEON, ...), an AVX-512 intrinsic only for clamping (vrangeps).
+//
+// On the target (Zen 4, 512-bit) the step is bound by the two FMA pipes: per unit 56 multiply-
+// adds for the gate sums and about as many for the five transcendentals. sigmoid and tanh
+// come from one exp/expm1 core (degree-6 polynomial, 1.3e-8 relative; 2^n built with integer
+// operations) and are combined so that a unit needs three divisions, not five:
+//   i g = sign(g) m_g / ((1 + e_i)(2 - m_g)),  f c_prev = c_prev / (1 + e_f),
+//   o tanh(c) = sign(c) m_c / ((1 + e_o)(2 - m_c)),
+// with e_x = exp(-x) and m_x = 1 - exp(-2|x|). Against double precision: sigmoid within 2.4
+// ulp, tanh 2.5 ulp, i g 4.4 ulp; results equal the reference kernel's to float32 rounding,
+// not bit for bit. Gate inputs are clamped (|x| <= 86 for exp(-x), 10 for tanh): a NaN in a
+// gate sum does not propagate through it (as in the previous kernel).
 //
 // Built by lft.rules.lstm_fused at first use and called through ctypes (plain C ABI).
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
-#define V 16                      // floats per vector
-#define NV 2                      // vectors per chunk: LANES coordinates
-#define LANES (V * NV)
+// floats per vector (coordinates per tile): the target's register width (vectors wider than
+// the registers spill, 9x slower on AVX2 at 16)
+#if defined(__AVX512F__)
+#define V 16
+#elif defined(__AVX__)
+#define V 8
+#else
+#define V 4
+#endif
 #define MAXH 64                   // the Python side falls back beyond these
 #define MAXIN 8
+#define PF 128                    // prefetch distance along every row, in floats (32..512 alike)
+#define PREF(p, rw) __builtin_prefetch((p) + PF, rw, 3)
 
 typedef float vf __attribute__((vector_size(4 * V)));
+typedef float vfu __attribute__((vector_size(4 * V), aligned(4)));  // unaligned access
 typedef int32_t vi __attribute__((vector_size(4 * V)));
+typedef int32_t viu __attribute__((vector_size(4 * V), aligned(4)));
 
 enum { RAW = 0, LOGSIGN = 1, ADAM = 2, PARAM = 3, ROLE = 4 };
-// scalars: p-related, raw scale, Adam's coefficients (bias corrections computed by torch)
+// scalars: p-related, raw scale, Adam's coefficients (the caller's BC1, BC2 and HEAD_B are
+// ignored: filled in from the step counter and the head's bias)
 enum { INV_P, EXP_MP, EXP_P, RAW_SCALE, B1W, B2, ONE_M_B2, BC1, BC2, EPS2, HEAD_B, OUT_SCALE,
        N_SCAL };
 
+static inline vf ld(const float *p) { return *(const vfu *)p; }
+static inline void st(float *p, vf x) { *(vfu *)p = x; }
 static inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 static inline vf vmin(vf a, vf b) { return a < b ? a : b; }
+static const vi SIGN = vi{} + (int32_t)0x80000000;
 
-static inline vf vexp(vf x) {
-    x = vmin(vmax(x, vf{} - 87.0f), vf{} + 88.0f);
-    vf fx = x * 1.44269504088896341f;
-    fx = (fx + 12582912.0f) - 12582912.0f;  // round to nearest (|fx| < 2^22)
-    vf r = x - fx * 0.693359375f;
-    r = r + fx * 2.12194440e-4f;
-    vf y = vf{} + 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * (r * r) + r + 1.0f;
-    vi n = __builtin_convertvector(fx, vi);
-    vi bits = (n + 127) << 23;
-    return y * (vf)bits;
+// Costs on the target (Zen 4, 512-bit): multiplies, multiply-adds, compares, ternary logic
+// and vscalefps (two slots) share the two FMA pipes, the kernel's bottleneck; adds, rounding,
+// vrangeps, and/or/xor, shifts and conversions issue beside them; divisions (about one per 6
+// cycles) run in their own unit. Below, everything that can leaves the FMA pipes.
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+// sign(x) min(|x|, c) and min(|x|, c), one instruction each (a NaN x gives +-c)
+static inline vf clamp_sym(vf x, float c) {
+    return (vf)_mm512_range_ps((__m512)x, _mm512_set1_ps(c), 0x2);
+}
+static inline vf clamp_abs(vf x, float c) {
+    return (vf)_mm512_range_ps((__m512)x, _mm512_set1_ps(c), 0xa);
+}
+#else
+// the comparisons are false for a NaN x, which is returned
+static inline vf clamp_sym(vf x, float c) {
+    x = x > c ? vf{} + c : x;
+    return x < -c ? vf{} - c : x;
+}
+static inline vf clamp_abs(vf x, float c) {
+    x = (vf)((vi)x & ~SIGN);
+    return x > c ? vf{} + c : x;
+}
+#endif
+
+// exp and expm1 share one core: 2^n (1 + q) with n = round(a / ln 2), r = a - n ln 2 in
+// [-ln2/2, ln2/2] (ln 2 split in two), q = expm1(r) = r + r^2 P(r), P of degree 4 (minimax,
+// 1.3e-8 relative). C0..C4 are P's coefficients. n is rounded by adding MAGIC (1.5 2^23) in
+// the multiply-add that scales a: t = MAGIC + n exactly, and t's bits shifted left by 23 are
+// n's bits in the exponent field (MAGIC's low 9 bits are zero), so 2^n is built with integer
+// operations instead of vscalefps.
+#define C0 4.999999701976776e-1f
+#define C1 1.666654348373413e-1f
+#define C2 4.166719689965248e-2f
+#define C3 8.366559632122517e-3f
+#define C4 1.3882970670238137e-3f
+#define LOG2E 1.44269504088896341f
+#define LN2_HI 0.693359375f
+#define LN2_LO 2.12194440e-4f      // ln 2 = LN2_HI - LN2_LO
+#define MAGIC 12582912.0f
+
+static inline vi exp_bits(vf t) { return (vi)t << 23; }  // n << 23 for t = MAGIC + n
+
+// The functions below work on N independent vectors at once, each step written for all N
+// before the next: the dependency chains of a unit's gates are long (multiply-adds, then the
+// exponential, a division, the cell's tanh, another division), and N units interleaved give
+// the out-of-order core independent work within its window.
+#define EACH for (int j = 0; j < N; j++)
+
+// exp(-x), |x| clamped to 86 (so that 2^n (1 + q) stays normal), for the sigmoid
+// 1 / (1 + exp(-x)).
+template <int N>
+static inline void e_neg(const vf *x_, vf *out) {
+    vf x[N], t[N], n[N], r[N], p[N];
+    EACH x[j] = clamp_sym(x_[j], 86.0f);
+    EACH t[j] = x[j] * -LOG2E + MAGIC;
+    EACH n[j] = t[j] - MAGIC;
+    EACH r[j] = -(n[j] * LN2_HI) - x[j];  // -x - n ln2, the negation folded into the FMAs
+    EACH r[j] = r[j] + n[j] * LN2_LO;
+    EACH p[j] = r[j] * C4 + C3;
+    EACH p[j] = p[j] * r[j] + C2;
+    EACH p[j] = p[j] * r[j] + C1;
+    EACH p[j] = p[j] * r[j] + C0;
+    EACH p[j] = (r[j] * r[j]) * p[j] + r[j];  // expm1(r)
+    EACH out[j] = (vf)((vi)(p[j] + 1.0f) + exp_bits(t[j]));
 }
 
-static inline vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
+// -expm1(-2|x|) = 1 - exp(-2|x|) in [0, 1), relative accuracy near 0 (no cancellation: 1 - 2^n
+// is exact): the core at a = -2|x| written in r' = r/2 (coefficients scaled by powers of
+// two, exact). |x| is clamped to 10: beyond, it rounds to 1.
+template <int N>
+static inline void m_expm1_m2abs(const vf *x, vf *out) {
+    vf a[N], t[N], n[N], r[N], p[N];
+    EACH a[j] = clamp_abs(x[j], 10.0f);
+    EACH t[j] = a[j] * (-2.0f * LOG2E) + MAGIC;
+    EACH n[j] = t[j] - MAGIC;
+    // -|x| - n ln2 / 2 with ln 2 in one float: n <= 29 here, an error below 3e-8 relative
+    // on exp(-2|x|) where it is not negligible against 1 (the split form costs a multiply-add)
+    EACH r[j] = -(n[j] * (0.5f * 0.693147182464599609375f)) - a[j];
+    EACH p[j] = r[j] * (64.0f * C4) + 32.0f * C3;
+    EACH p[j] = p[j] * r[j] + 16.0f * C2;
+    EACH p[j] = p[j] * r[j] + 8.0f * C1;
+    EACH p[j] = p[j] * r[j] + 4.0f * C0;
+    EACH p[j] = r[j] * (p[j] * r[j] + 2.0f);  // expm1(2 r)
+    EACH t[j] = (vf)(exp_bits(t[j]) + (127 << 23));  // 2^n
+    EACH out[j] = (1.0f - t[j]) - t[j] * p[j];      // +0 at x = 0
+}
 
+// m (>= 0) with the sign of x (GCC fuses the and + xor into one vpternlogd; kept apart, no
+// faster)
+static inline vf with_sign_of(vf m, vf x) { return (vf)((vi)m ^ ((vi)x & SIGN)); }
+
+// tanh(x) = sign(x) m / (2 - m), m = 1 - exp(-2|x|)
 static inline vf vtanh(vf x) {
-    // 1 - 2 / (e^2x + 1) for |x| >= 0.625, Cephes' odd polynomial below (no cancellation)
-    vf big = 1.0f - 2.0f / (vexp(x + x) + 1.0f);
-    vf z = x * x;
-    vf s = vf{} - 5.70498872745e-3f;
-    s = s * z + 2.06390887954e-2f;
-    s = s * z - 5.37397155531e-2f;
-    s = s * z + 1.33314422036e-1f;
-    s = s * z - 3.33332819422e-1f;
-    s = s * z * x + x;
-    vi small = (x * x) < (0.625f * 0.625f);
-    return (vf)((small & (vi)s) | (~small & (vi)big));
+    vf m;
+    m_expm1_m2abs<1>(&x, &m);
+    return with_sign_of(m, x) / (2.0f - m);
 }
 
 static inline vf vlog(vf x) {  // x > 0, normal
@@ -89,82 +187,259 @@ static inline vf vlog(vf x) {  // x > 0, normal
     return m + y + ef * 0.693359375f;
 }
 
-static inline void load(vf *dst, const float *src, long cnt) {
-    if (cnt == LANES) { memcpy(dst, src, sizeof(float) * LANES); return; }
-    memset(dst, 0, sizeof(float) * LANES);
-    memcpy(dst, src, sizeof(float) * cnt);
-}
-
-static inline void store(float *dst, const vf *src, long cnt) {
-    memcpy(dst, src, sizeof(float) * cnt);
-}
-
-// Blocks of BLK coordinates, each in phases that stream few rows at a time: the features of
-// the block, then per layer its previous h rows copied in, then per hidden unit all the
-// block's chunks (its gates, c and h: two rows read, two written), then the head. A chunk
-// touching every state row at once (46 streams) was twice as slow on 10^5 coordinates: more
-// streams than the hardware prefetchers follow. The block's inputs stay in L1/L2.
-#define BLK 512
-#define NCH (BLK / LANES)
-
-struct Scratch {
-    vf x[MAXIN + 2 * MAXH][BLK / V];  // the layer's inputs, then its previous h
-    vf hcur[MAXH][BLK / V];           // the layer's new h
-    int32_t rl[BLK];                  // role per coordinate
-    bool uniform[NCH];                // one role over the chunk
+struct Args {
+    long n;
+    int hidden, layers, n_feat, n_in;
+    const int32_t *feats;
+    const float *wpack, *bias, *role_tab, *head_w, *scal;
+    int bounded;
 };
 
-static void features(Scratch *s, long i0, long bn, int n_feat, const int32_t *feats,
-                     const float *g, const float *theta, const float *m_in, const float *v_in,
-                     float *m_out, float *v_out, const float *scal) {
-    for (int ch = 0; ch * LANES < bn; ch++) {
-        const long at = i0 + ch * LANES, cnt = bn - ch * LANES < LANES ? bn - ch * LANES : LANES;
-        const int c0 = ch * NV;
-        vf gv[NV];
-        load(gv, g + at, cnt);
-        int k = 0;
-        for (int f = 0; f < n_feat; f++) {
-            switch (feats[f]) {
-            case RAW:
-                for (int j = 0; j < NV; j++) s->x[k][c0 + j] = gv[j] * scal[RAW_SCALE];
-                k++;
-                break;
-            case LOGSIGN:
-                for (int j = 0; j < NV; j++) {
-                    vf a = vmax(vmax(gv[j], -gv[j]), vf{} + scal[EXP_MP]);
-                    s->x[k][c0 + j] = vlog(a) * scal[INV_P];
-                    s->x[k + 1][c0 + j] = vmin(vmax(gv[j] * scal[EXP_P], vf{} - 1.0f),
-                                               vf{} + 1.0f);
-                }
-                k += 2;
-                break;
-            case ADAM: {
-                vf mv[NV], vv[NV];
-                load(mv, m_in + at, cnt);
-                load(vv, v_in + at, cnt);
-                for (int j = 0; j < NV; j++) {
-                    mv[j] = mv[j] + scal[B1W] * (gv[j] - mv[j]);
-                    vv[j] = vv[j] * scal[B2] + scal[ONE_M_B2] * (gv[j] * gv[j]);
-                    vf den = vv[j] / scal[BC2] + scal[EPS2];
-                    vf r;  // 1 / sqrt: vectorised with -fno-math-errno
-                    for (int l = 0; l < V; l++) r[l] = 1.0f / __builtin_sqrtf(den[l]);
-                    s->x[k][c0 + j] = (mv[j] * r) / scal[BC1];
-                    s->x[k + 1][c0 + j] = gv[j] * r;
-                }
-                store(m_out + at, mv, cnt);
-                store(v_out + at, vv, cnt);
-                k += 2;
-                break;
-            }
-            case PARAM:
-                load(&s->x[k][c0], theta + at, cnt);
-                k++;
-                break;
-            default:  // ROLE: folded into the gate biases (role_tab)
-                break;
-            }
+// Where one tile reads and writes: the rows (state rows `stride` floats apart) and the tile's
+// offset within them.
+struct Io {
+    const float *g, *theta, *m_in, *v_in;
+    float *m_out, *v_out, *out;
+    const float *const *hc_in;
+    float *const *hc_out;
+    long stride;
+    long off;  // offset of the tile within every row above
+};
+
+// The features of one tile into x[0, n_in), updating the Adam moments.
+static inline void features(const Args &a, const Io &io, vf *x) {
+    const float *scal = a.scal;
+    const long o = io.off;
+    const vf gv = ld(io.g + o);
+    PREF(io.g + o, 0);
+    PREF(io.out + o, 1);
+    int k = 0;
+    for (int f = 0; f < a.n_feat; f++) {
+        switch (a.feats[f]) {
+        case RAW:
+            x[k++] = gv * scal[RAW_SCALE];
+            break;
+        case LOGSIGN: {
+            vf ab = vmax(vmax(gv, -gv), vf{} + scal[EXP_MP]);
+            x[k] = vlog(ab) * scal[INV_P];
+            x[k + 1] = vmin(vmax(gv * scal[EXP_P], vf{} - 1.0f), vf{} + 1.0f);
+            k += 2;
+            break;
+        }
+        case ADAM: {
+            vf mv = ld(io.m_in + o), vv = ld(io.v_in + o);
+            PREF(io.m_in + o, 0);
+            PREF(io.v_in + o, 0);
+            PREF(io.m_out + o, 1);
+            PREF(io.v_out + o, 1);
+            mv = mv + scal[B1W] * (gv - mv);
+            vv = vv * scal[B2] + scal[ONE_M_B2] * (gv * gv);
+            vf den = vv / scal[BC2] + scal[EPS2];
+            vf r;  // 1 / sqrt: vectorised with -fno-math-errno
+            for (int l = 0; l < V; l++) r[l] = 1.0f / __builtin_sqrtf(den[l]);
+            x[k] = (mv * r) / scal[BC1];
+            x[k + 1] = gv * r;
+            st(io.m_out + o, mv);
+            st(io.v_out + o, vv);
+            k += 2;
+            break;
+        }
+        case PARAM:
+            PREF(io.theta + o, 0);
+            x[k++] = ld(io.theta + o);
+            break;
+        default:  // ROLE: folded into the gate biases (role_tab)
+            break;
         }
     }
+}
+
+// One layer's units on one tile. Its inputs: x (K vectors), biases b0 (hidden, 4), or per
+// lane lb, or none; the state rows cp (read), cn and hn (written), s apart.
+struct Layer {
+    int K;
+    const float *w, *b0;
+    const vf *x, *lb;
+    const float *cp;
+    float *cn, *hn;
+    long s;
+};
+
+// The gate sums of units u .. u+N-1: acc[gate][unit]
+template <int N>
+static inline void gate_sums(const Layer &l, int u, vf (*acc)[N]) {
+    for (int q = 0; q < 4; q++)
+        EACH acc[q][j] = l.lb ? l.lb[(u + j) * 4 + q]
+                              : vf{} + (l.b0 ? l.b0[(u + j) * 4 + q] : 0.0f);
+    for (int k = 0; k < l.K; k++)
+        for (int q = 0; q < 4; q++)
+            EACH acc[q][j] += l.w[((long)(u + j) * l.K + k) * 4 + q] * l.x[k];
+}
+
+// From the gate sums (i, f, g, o) of units u .. u+N-1: c = i g + f c_prev, stored, and
+// 1 + exp(-o) for the second half
+template <int N>
+static inline void cell_c(const Layer &l, int u, vf (*acc)[N], vf *c, vf *eo1) {
+    EACH {
+        PREF(l.cp + (u + j) * l.s, 0);
+        PREF(l.cn + (u + j) * l.s, 1);
+        PREF(l.hn + (u + j) * l.s, 1);
+    }
+    vf ei[N], ef[N], mg[N];
+    e_neg<N>(acc[0], ei);
+    e_neg<N>(acc[1], ef);
+    e_neg<N>(acc[3], eo1);
+    m_expm1_m2abs<N>(acc[2], mg);
+    EACH c[j] = with_sign_of(mg[j], acc[2][j]) / ((1.0f + ei[j]) * (2.0f - mg[j]))
+                + ld(l.cp + (u + j) * l.s) / (1.0f + ef[j]);
+    EACH st(l.cn + (u + j) * l.s, c[j]);
+    EACH eo1[j] = eo1[j] + 1.0f;
+}
+
+// h = o tanh(c) of units u .. u+N-1, stored; to the head (last layer) or to hcur
+template <int N>
+static inline void cell_h(const Layer &l, int u, const vf *c, const vf *eo1, bool last,
+                          const float *head_w, vf &y, vf *hcur) {
+    vf mc[N];
+    m_expm1_m2abs<N>(c, mc);
+    EACH {
+        const vf h = with_sign_of(mc[j], c[j]) / (eo1[j] * (2.0f - mc[j]));
+        st(l.hn + (u + j) * l.s, h);
+        if (last) y += head_w[u + j] * h;
+        else hcur[u + j] = h;
+    }
+}
+
+// One tile through every layer and the head. HT, NT: the hidden size and the first layer's
+// input count as compile-time constants (0: read from a). rb: the tile's role row of role_tab
+// (one role over the tile), or NULL with lane_bias holding per-lane layer-0 biases.
+template <int HT, int NT, int LT>
+static inline void tile(const Args &a, const Io &io, const float *rb, const vf *lane_bias) {
+    const int H = HT ? HT : a.hidden;
+    const int NIN = NT ? NT : a.n_in;
+    const int L = LT ? LT : a.layers;
+    const long o = io.off, s = io.stride;
+    vf x[MAXIN + MAXH];
+    features(a, io, x);
+    int in_l = NIN;
+    const float *w = a.wpack;
+    vf y = vf{} + a.scal[HEAD_B];
+    for (int layer = 0; layer < L; layer++) {
+        const int K = in_l + H;
+        const bool last = layer == L - 1;
+        const float *hp = io.hc_in[2 * layer] + o, *cp = io.hc_in[2 * layer + 1] + o;
+        float *hn = io.hc_out[2 * layer] + o, *cn = io.hc_out[2 * layer + 1] + o;
+        for (int u = 0; u < H; u++) {
+            PREF(hp + u * s, 0);
+            x[in_l + u] = ld(hp + u * s);
+        }
+        const float *b = a.bias ? a.bias + (long)layer * H * 4 : 0;
+        const float *b0 = layer == 0 && a.role_tab ? rb : b;  // per-lane biases if neither
+        const vf *lb = layer == 0 && a.role_tab && !rb ? lane_bias : 0;
+        vf hcur[MAXH];
+        const Layer l = {K, w, b0, x, lb, cp, cn, hn, s};
+        // units in pairs, software-pipelined: the next pair's gate sums (independent
+        // multiply-adds) sit between this pair's c and its tanh(c) chain
+        int u = 0;
+        if (H >= 2) {
+            vf acc[4][2], c[2], eo1[2];
+            gate_sums<2>(l, 0, acc);
+            for (; u + 2 <= H; u += 2) {
+                cell_c<2>(l, u, acc, c, eo1);
+                if (u + 4 <= H) gate_sums<2>(l, u + 2, acc);
+                cell_h<2>(l, u, c, eo1, last, a.head_w, y, hcur);
+            }
+        }
+        if (u < H) {  // an odd hidden size's last unit
+            vf acc[4][1], c[1], eo1[1];
+            gate_sums<1>(l, u, acc);
+            cell_c<1>(l, u, acc, c, eo1);
+            cell_h<1>(l, u, c, eo1, last, a.head_w, y, hcur);
+        }
+        if (!last)
+            for (int u = 0; u < H; u++) x[u] = hcur[u];
+        w += (long)H * K * 4;
+        in_l = H;
+    }
+    if (a.bounded) y = vtanh(y);
+    st(io.out + o, y * a.scal[OUT_SCALE]);
+}
+
+template <int HT, int NT, int LT>
+static void run(const Args &a, const Io &main_io, const int32_t *role, long period) {
+    const long n = a.n;
+    const int H = a.hidden;
+    vf lane_bias[MAXH * 4];
+    long p = 0;  // role index of coordinate i
+    const float *rb = 0;
+    auto roles = [&](long cnt) {  // the tile's role bias: rb, or lane_bias when mixed
+        if (!a.role_tab) return;
+        const int32_t r0 = role[p];
+        bool uniform = true;
+        if (p + V <= period) {
+            vi rv = *(const viu *)(role + p);
+            for (int l = 1; l < cnt; l++) uniform &= rv[l] == r0;
+        } else {
+            long q = p;
+            for (int l = 0; l < cnt; l++) {
+                uniform &= role[q] == r0;
+                if (++q == period) q = 0;
+            }
+        }
+        if (uniform) {
+            rb = a.role_tab + (long)r0 * H * 4;
+        } else {
+            rb = 0;
+            long q = p;
+            for (int l = 0; l < V; l++) {
+                const float *t = a.role_tab + (long)role[q] * H * 4;
+                for (int j = 0; j < H * 4; j++) lane_bias[j][l] = t[j];
+                if (l + 1 < cnt && ++q == period) q = 0;
+            }
+        }
+        p += cnt;
+        while (p >= period) p -= period;
+    };
+    Io io = main_io;
+    long i = 0;
+    for (; i + V <= n; i += V) {
+        roles(V);
+        io.off = i;
+        tile<HT, NT, LT>(a, io, rb, lane_bias);
+    }
+    if (i == n) return;
+    // the tail: copied into padded rows of one tile, run, copied back
+    const long cnt = n - i;
+    const int L = a.layers;
+    float *buf = (float *)calloc((size_t)(8 + 4 * L * H) * V, sizeof(float));
+    if (!buf) return;
+    float *in[7], *hcb = buf + 8 * V;
+    const float *src[4] = {main_io.g, main_io.theta, main_io.m_in, main_io.v_in};
+    for (int k = 0; k < 7; k++) in[k] = buf + k * V;
+    for (int k = 0; k < 4; k++)
+        if (src[k]) memcpy(in[k], src[k] + i, sizeof(float) * cnt);
+    const float *hin[2 * 64];
+    float *hout[2 * 64];
+    float *hin_w[2 * 64];
+    for (int j = 0; j < 2 * L && j < 128; j++) {
+        hin_w[j] = hcb + (long)j * H * V;
+        hout[j] = hcb + (long)(2 * L + j) * H * V;
+        for (int u = 0; u < H; u++)
+            memcpy(hin_w[j] + u * V, main_io.hc_in[j] + u * main_io.stride + i,
+                   sizeof(float) * cnt);
+        hin[j] = hin_w[j];
+    }
+    Io t = {in[0], in[1], in[2], in[3], in[4], in[5], in[6], hin, hout, V, 0};
+    roles(cnt);
+    tile<HT, NT, LT>(a, t, rb, lane_bias);
+    if (main_io.m_out) memcpy(main_io.m_out + i, in[4], sizeof(float) * cnt);
+    if (main_io.v_out) memcpy(main_io.v_out + i, in[5], sizeof(float) * cnt);
+    memcpy(main_io.out + i, in[6], sizeof(float) * cnt);
+    for (int j = 0; j < 2 * L; j++)
+        for (int u = 0; u < H; u++)
+            memcpy(main_io.hc_out[j] + u * main_io.stride + i, hout[j] + u * V,
+                   sizeof(float) * cnt);
+    free(buf);
 }
 
 // Returns 0, or a negative code for arguments the kernel does not handle (nothing written).
@@ -176,103 +451,26 @@ extern "C" int lft_lstm_step(
     const float *wpack,      // per layer (hidden, K_l, 4) with gates i, f, g, o; K_l = in_l + hidden
     const float *bias,       // per layer (hidden, 4), or NULL
     const float *role_tab,   // (n_roles, hidden, 4): role columns (+ layer-0 bias), or NULL
-    const float *head_w, int bounded, const float *scal, float *out) {
-    const int H = hidden;
-    if (H < 1 || H > MAXH || layers < 1 || n_feat > MAXIN) return -1;
+    const float *head_w, const float *head_b, int bounded, const float *scal_in,
+    const float *t_step,     // the Adam step counter after this step (float32), or NULL
+    float *out) {
+    if (hidden < 1 || hidden > MAXH || layers < 1 || layers > 64 || n_feat > MAXIN) return -1;
     int n_in = 0;
     for (int f = 0; f < n_feat; f++) n_in += (feats[f] == LOGSIGN || feats[f] == ADAM) ? 2 : 1;
     if (n_in > MAXIN) return -2;
-    Scratch *s = (Scratch *)aligned_alloc(64, sizeof(Scratch));
-    if (!s) return -3;
-    for (long i0 = 0; i0 < n; i0 += BLK) {
-        const long bn = n - i0 < BLK ? n - i0 : BLK;
-        const int nch = (int)((bn + LANES - 1) / LANES);
-        features(s, i0, bn, n_feat, feats, g, theta, m_in, v_in, m_out, v_out, scal);
-        if (role) {
-            long p = i0 % period;
-            for (long l = 0; l < bn; l++) {
-                s->rl[l] = role[p];
-                if (++p == period) p = 0;
-            }
-            for (int ch = 0; ch < nch; ch++) {
-                const int a = ch * LANES, e = a + LANES < bn ? a + LANES : (int)bn;
-                bool u = true;
-                for (int l = a + 1; l < e; l++) u &= s->rl[l] == s->rl[a];
-                s->uniform[ch] = u;
-                for (int l = e; l < a + LANES; l++) s->rl[l] = s->rl[a];  // tail lanes
-            }
-        }
-        int in_l = n_in;
-        const float *w = wpack;
-        for (int layer = 0; layer < layers; layer++) {
-            const int K = in_l + H;
-            const float *hp = hc_in[2 * layer], *cp = hc_in[2 * layer + 1];
-            float *hn = hc_out[2 * layer], *cn = hc_out[2 * layer + 1];
-            for (int u = 0; u < H; u++) {
-                float *dst = (float *)s->x[in_l + u];
-                memcpy(dst, hp + (long)u * n + i0, sizeof(float) * bn);
-                memset(dst + bn, 0, sizeof(float) * (nch * LANES - bn));
-            }
-            const float *b = bias ? bias + (long)layer * H * 4 : 0;
-            for (int u = 0; u < H; u++) {
-                const float *wu = w + (long)u * K * 4;
-                for (int ch = 0; ch < nch; ch++) {
-                    const long at = i0 + ch * LANES;
-                    const long cnt = bn - ch * LANES < LANES ? bn - ch * LANES : LANES;
-                    const int c0 = ch * NV;
-                    vf acc[4][NV];
-                    for (int q = 0; q < 4; q++) {
-                        float b0 = b ? b[u * 4 + q] : 0.0f;
-                        if (layer == 0 && role_tab) {
-                            const int32_t *rl = s->rl + ch * LANES;
-                            if (!s->uniform[ch]) {
-                                for (int l = 0; l < LANES; l++)
-                                    acc[q][l / V][l % V] = role_tab[(rl[l] * H + u) * 4 + q];
-                                continue;
-                            }
-                            b0 = role_tab[(rl[0] * H + u) * 4 + q];
-                        }
-                        for (int j = 0; j < NV; j++) acc[q][j] = vf{} + b0;
-                    }
-                    for (int kk = 0; kk < K; kk++) {
-                        const float *wk = wu + kk * 4;
-                        for (int j = 0; j < NV; j++) {
-                            const vf xk = s->x[kk][c0 + j];
-                            acc[0][j] += wk[0] * xk;
-                            acc[1][j] += wk[1] * xk;
-                            acc[2][j] += wk[2] * xk;
-                            acc[3][j] += wk[3] * xk;
-                        }
-                    }
-                    vf cv[NV], hv[NV];
-                    load(cv, cp + (long)u * n + at, cnt);
-                    for (int j = 0; j < NV; j++) {
-                        vf ig = vsigmoid(acc[0][j]), fg = vsigmoid(acc[1][j]);
-                        vf gg = vtanh(acc[2][j]), og = vsigmoid(acc[3][j]);
-                        cv[j] = ig * gg + fg * cv[j];
-                        hv[j] = og * vtanh(cv[j]);
-                        s->hcur[u][c0 + j] = hv[j];
-                    }
-                    store(cn + (long)u * n + at, cv, cnt);
-                    store(hn + (long)u * n + at, hv, cnt);
-                }
-            }
-            for (int u = 0; u < H; u++) memcpy(s->x[u], s->hcur[u], sizeof(vf) * nch * NV);
-            w += (long)H * K * 4;
-            in_l = H;
-        }
-        for (int ch = 0; ch < nch; ch++) {
-            const long cnt = bn - ch * LANES < LANES ? bn - ch * LANES : LANES;
-            vf y[NV];
-            for (int j = 0; j < NV; j++) {
-                y[j] = vf{} + scal[HEAD_B];
-                for (int u = 0; u < H; u++) y[j] += head_w[u] * s->hcur[u][ch * NV + j];
-                if (bounded) y[j] = vtanh(y[j]);
-                y[j] = y[j] * scal[OUT_SCALE];
-            }
-            store(out + i0 + ch * LANES, y, cnt);
-        }
-    }
-    free(s);
+    if (role_tab && (!role || period < 1)) return -3;
+    float scal[N_SCAL];
+    memcpy(scal, scal_in, sizeof scal);
+    // the bias corrections as torch computes 1 - beta ** t in float32 (glibc's powf)
+    scal[BC1] = t_step ? 1.0f - powf(0.9f, *t_step) : 1.0f;
+    scal[BC2] = t_step ? 1.0f - powf(0.999f, *t_step) : 1.0f;
+    scal[HEAD_B] = head_b ? *head_b : 0.0f;
+    Args a = {n, hidden, layers, n_feat, n_in, feats, wpack, bias, role_tab, head_w, scal,
+              bounded};
+    Io io = {g, theta, m_in, v_in, m_out, v_out, out, hc_in, hc_out, n, 0};
+    if (hidden == 10 && n_in == 4 && layers == 1)  // the default rule's sizes, unrolled
+        run<10, 4, 1>(a, io, role, period);
+    else
+        run<0, 0, 0>(a, io, role, period);
     return 0;
 }
