@@ -41,6 +41,7 @@ import torch
 from lft.rules.features import N_ROLES, feature_width
 
 SOURCE = Path(__file__).with_name("lstm_fused.cpp")
+HEADER = Path(__file__).with_name("lstm_fused_math.h")  # included by SOURCE
 FEATURE_CODES = {"raw": 0, "logsign": 1, "adam": 2, "param": 3, "role": 4}
 MAX_HIDDEN, MAX_INPUTS, MAX_LAYERS = 64, 8, 64  # the kernel's fixed arrays (lstm_fused.cpp)
 FLAGS = ["-O3", "-fno-math-errno", "-fPIC", "-shared", "-std=c++17"]
@@ -82,7 +83,7 @@ def _cpu_id() -> str:
 
 def _build(cxx: str) -> tuple[Path, bool]:
     """The kernel's shared library, compiled unless cached; returns ``(path, was_cached)``."""
-    source = SOURCE.read_bytes()
+    source = SOURCE.read_bytes() + HEADER.read_bytes()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True,
                              timeout=60).stdout
     attempts = [FLAGS + ["-march=native"], FLAGS]
