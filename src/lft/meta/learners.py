@@ -78,7 +78,7 @@ class MethodConfig:
     rule: dict = field(default_factory=lambda: dict(DEFAULT_LSTM))
     learn_rule: bool = True
     learn_init: bool = False
-    oracle: dict = field(default_factory=lambda: dict(DEFAULT_FO))
+    oracle: dict = field(default_factory=DEFAULT_FO.to_dict)
     meta_split: str = "val"
     merge_splits: bool = False
     weighting: str | list[float] = "uniform"
@@ -233,7 +233,7 @@ def preset(name: str, zo: bool = False, base_lr: float | None = None,
     (default :data:`BASE_LR`); the schedule of a residual method has one row per step of its
     ``horizon``.
     """
-    oracle = dict(DEFAULT_ZO if zo else DEFAULT_FO)
+    oracle = (DEFAULT_ZO if zo else DEFAULT_FO).to_dict()
     if base_lr is not None and name in ("lft", "l2o", "lft+init"):
         raise ValueError(f"base_lr: method {name!r} has no hand-designed base rule; "
                          f"choose one of {sorted(RESIDUAL)}")
