@@ -36,15 +36,10 @@ from lft.meta.initializers import LearnedInit, RandomInit
 from lft.meta.objective import Objective, check_weighting
 from lft.meta.unroll import trajectory
 from lft.oracles import DEFAULT_FO, DEFAULT_ZO, ORACLES, build_oracle, is_zeroth_order
+from lft.rules import DEFAULT_LSTM
 from lft.seeding import derive_seed
 from lft.seeding import generator as make_generator
 from lft.tasks.base import TaskBatch, TaskFamily
-
-DEFAULT_LSTM = {"type": "lstm", "hidden": 10, "layers": 1,
-                "features": ["logsign", "adam", "role"],
-                "p": 10.0,
-                "output_scale": 1.0, "bounded": True, "bias": False, "head_init": 0.1,
-                "raw_scale": 1.0}
 
 
 @dataclass
@@ -75,7 +70,7 @@ class MethodConfig:
     """
 
     name: str = "lft"
-    rule: dict = field(default_factory=lambda: dict(DEFAULT_LSTM))
+    rule: dict = field(default_factory=DEFAULT_LSTM.to_dict)
     learn_rule: bool = True
     learn_init: bool = False
     oracle: dict = field(default_factory=DEFAULT_FO.to_dict)
@@ -175,7 +170,8 @@ def residual_rule(base: str, lr: float = BASE_LR, steps: int = 20, schedule: boo
         first = {"type": "scheduled", "rule": first,
                  "steps": v.integer("schedule steps", steps, 1, where="residual_rule"),
                  "per_role": True, "gain": 10.0}
-    return {"type": "sum", "rules": [first, {**DEFAULT_LSTM, "head_init": 0.0, **(lstm or {})}]}
+    return {"type": "sum", "rules": [first, {**DEFAULT_LSTM.to_dict(), "head_init": 0.0,
+                                             **(lstm or {})}]}
 
 
 def with_lstm_options(rule: dict, options: dict) -> dict:
@@ -244,7 +240,7 @@ def preset(name: str, zo: bool = False, base_lr: float | None = None,
     elif name == "lft+init":
         # MAML's SGD step plus a learned LSTM correction whose head starts at zero, so the
         # hybrid starts as exactly MAML's rule (and, warm-started, MAML's initialisation).
-        lstm = {**DEFAULT_LSTM, "head_init": 0.0}
+        lstm = {**DEFAULT_LSTM.to_dict(), "head_init": 0.0}
         cfg = MethodConfig(name="lft+init", oracle=oracle, learn_init=True,
                            rule={"type": "sum", "rules": [{"type": "sgd", "lr": 0.01}, lstm]})
     elif name == "maml":
