@@ -90,7 +90,7 @@ class Scheduled(UpdateRule):
         self.base = rule if isinstance(rule, UpdateRule) else build(rule)
         self.steps, self.per_role, self.gain = int(steps), bool(per_role), float(gain)
         self.start = None if init is None else schedule_start(init, self.steps, self.per_role,
-                                                                N_ROLES)
+                                                               N_ROLES)
         log_scale = torch.zeros(self.steps, N_ROLES if self.per_role else 1)
         if self.start is not None:
             start = torch.tensor(self.start, dtype=log_scale.dtype)
