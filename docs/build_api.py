@@ -26,7 +26,7 @@ MODULES = ("lft", "lft.rules", "lft.oracles", "lft.tasks", "lft.models", "lft.me
            "lft.finetuner", "lft.optim", "lft.checkpoint", "lft.resume",
            "lft.meta.distributed", "lft.meta.loggers", "lft.data", "lft.attacks",
            "lft.rivals.art", "lft.analysis", "lft.analysis.run_plot", "lft.pretrained",
-           "lft.pretrained.folder", "lft.validation", "lft.safefiles", "lft.perf",
+           "lft.pretrained.folder", "lft.validation", "lft.typed", "lft.safefiles", "lft.perf",
            "lft.reporting")
 
 

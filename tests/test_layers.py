@@ -4,7 +4,8 @@ down, and no modules import each other in a cycle.
 Layers, lowest first (a package may import its own layer's and any lower layer's; cycles are
 refused separately):
 
-0. utilities: ``_version``, ``validation``, ``seeding``, ``safefiles``, ``perf``, ``reporting``
+0. utilities: ``_version``, ``validation``, ``typed``, ``seeding``, ``safefiles``, ``perf``,
+   ``reporting``
 1. leaves: ``rules``, ``oracles``, ``models``, ``data``
 2. ``tasks`` (task families, UAP victims): models and data
 3. ``meta``: the engine (methods, unrolling, meta-training, evaluation)
@@ -27,7 +28,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "lft"
 LAYERS = [
-    {"_version", "validation", "seeding", "safefiles", "perf", "reporting"},
+    {"_version", "validation", "typed", "seeding", "safefiles", "perf", "reporting"},
     {"rules", "oracles", "models", "data"},
     {"tasks"},
     {"meta"},

@@ -95,7 +95,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
         kind = settings.pop("type", "zo")
         if kind == "fo":
             raise ValueError(f"{where}: a zeroth-order oracle has a zeroth-order type, not 'fo'")
-        defaults = {k: v for k, v in DEFAULT_ZO.items() if k != "type"} if kind == "zo" else {}
+        defaults = DEFAULT_ZO.json_options() if kind == "zo" else {}
         self._estimator = build_oracle({"type": kind, **defaults, **settings})  # validates
         self.oracle = self._estimator.config()
         self._memory = None  # a history-guided oracle's past estimates, across steps

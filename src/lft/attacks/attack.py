@@ -14,7 +14,7 @@ import importlib.util
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -265,8 +265,8 @@ def universal_perturbation(victim, x: torch.Tensor, y: torch.Tensor, method: Met
                          "black_box=True or leave oracle out")
     if oracle is not None and not is_zeroth_order(oracle):
         raise ValueError(f"a black-box attack needs a zeroth-order oracle, got {oracle!r}")
-    oracle = (build_oracle(dict(oracle)) if oracle is not None
-              else build_oracle({**DEFAULT_ZO, "q": q, "mu": mu}) if black_box else FirstOrder())
+    oracle = (build_oracle(oracle) if oracle is not None
+              else build_oracle(replace(DEFAULT_ZO, q=q, mu=mu)) if black_box else FirstOrder())
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         theta, state = method.start(tasks, gen)

@@ -35,16 +35,11 @@ from lft import validation as v
 from lft.meta.initializers import LearnedInit, RandomInit
 from lft.meta.objective import Objective, check_weighting
 from lft.meta.unroll import trajectory
-from lft.oracles import DEFAULT_FO, DEFAULT_ZO, ORACLES, build_oracle, is_zeroth_order
+from lft.oracles import DEFAULT_FO, DEFAULT_ZO, OracleConfig, build_oracle, is_zeroth_order
+from lft.rules import DEFAULT_LSTM, RuleConfig
 from lft.seeding import derive_seed
 from lft.seeding import generator as make_generator
 from lft.tasks.base import TaskBatch, TaskFamily
-
-DEFAULT_LSTM = {"type": "lstm", "hidden": 10, "layers": 1,
-                "features": ["logsign", "adam", "role"],
-                "p": 10.0,
-                "output_scale": 1.0, "bounded": True, "bias": False, "head_init": 0.1,
-                "raw_scale": 1.0}
 
 
 @dataclass
@@ -53,10 +48,12 @@ class MethodConfig:
 
     Attributes:
         name: label used in tables (``lft``, ``l2o``, ``maml``, ``lft+init``, ``sgd``, ...).
-        rule: update-rule configuration (see :func:`lft.rules.build`).
+        rule: update-rule configuration, as JSON (see :func:`lft.rules.build`; a typed
+            :class:`lft.rules.RuleConfig` given here is stored as its ``to_dict()``).
         learn_rule: meta-train the rule's parameters.
         learn_init: meta-train a shared initial optimisee (congruous tasks only).
-        oracle: gradient-oracle configuration (see :func:`lft.oracles.build_oracle`).
+        oracle: gradient-oracle configuration, as JSON (see :func:`lft.oracles.build_oracle`;
+            a typed :class:`lft.oracles.OracleConfig` is stored as its ``to_dict()``).
         meta_split: ``"val"`` (LFT, MAML) or ``"train"`` (L2O).
         merge_splits: L2O's convention: fine-tune and meta-update on ``D_tr + D_val``.
         weighting: step weights ``w_k``: ``uniform``, ``linear``, ``final``, or a list of
@@ -75,10 +72,10 @@ class MethodConfig:
     """
 
     name: str = "lft"
-    rule: dict = field(default_factory=lambda: dict(DEFAULT_LSTM))
+    rule: dict = field(default_factory=DEFAULT_LSTM.to_dict)
     learn_rule: bool = True
     learn_init: bool = False
-    oracle: dict = field(default_factory=lambda: dict(DEFAULT_FO))
+    oracle: dict = field(default_factory=DEFAULT_FO.to_dict)
     meta_split: str = "val"
     merge_splits: bool = False
     weighting: str | list[float] = "uniform"
@@ -90,18 +87,17 @@ class MethodConfig:
     def __post_init__(self):
         self.validate()
 
-    def validate(self) -> None:
+    def validate(self) -> tuple[RuleConfig, OracleConfig]:
         """Check every field's type and value; a bad one raises one ``ValueError`` line.
 
-        The rule's and the oracle's own options are checked when they are built (by
-        :class:`Method`, :func:`lft.rules.build`, :func:`lft.oracles.build_oracle`).
+        The rule and the oracle are read through their typed configurations
+        (:meth:`lft.rules.RuleConfig.from_dict`, :meth:`lft.oracles.OracleConfig.from_dict`),
+        which check their options; returned, they are what :class:`Method` builds.
         """
         where = f"method {self.name!r}" if isinstance(self.name, str) else "method"
         v.text("name", self.name, where)
-        for label, cfg, kinds in (("rule", self.rule, tuple(rules_mod.RULES)),
-                                  ("oracle", self.oracle, tuple(ORACLES))):
-            cfg = v.mapping(label, cfg, where)
-            v.choice(f"{label} type", cfg.get("type"), kinds, where)
+        rule = self._typed("rule", RuleConfig, where)
+        oracle = self._typed("oracle", OracleConfig, where)
         for label in ("learn_rule", "learn_init", "merge_splits", "normalize"):
             v.boolean(label, getattr(self, label), where)
         v.choice("meta_split", self.meta_split, ("val", "train"), where)
@@ -116,6 +112,18 @@ class MethodConfig:
         if self.checkpoint_steps is not None:
             self.checkpoint_steps = v.integer("checkpoint_steps (steps per recomputed segment, "
                                               "or None)", self.checkpoint_steps, 1, where=where)
+        return rule, oracle
+
+    def _typed(self, label: str, base: type, where: str):
+        """Field ``label`` read by ``base`` (checked); a typed value is stored as its JSON."""
+        value = getattr(self, label)
+        try:
+            typed = base.of(value)
+        except ValueError as e:
+            raise ValueError(f"{where}: {label}: {e}") from None
+        if isinstance(value, base):
+            setattr(self, label, typed.to_dict())
+        return typed
 
     def to_dict(self) -> dict:
         """The fields as a JSON-serialisable dict (a deep copy; see :meth:`from_dict`).
@@ -175,7 +183,8 @@ def residual_rule(base: str, lr: float = BASE_LR, steps: int = 20, schedule: boo
         first = {"type": "scheduled", "rule": first,
                  "steps": v.integer("schedule steps", steps, 1, where="residual_rule"),
                  "per_role": True, "gain": 10.0}
-    return {"type": "sum", "rules": [first, {**DEFAULT_LSTM, "head_init": 0.0, **(lstm or {})}]}
+    return {"type": "sum", "rules": [first, {**DEFAULT_LSTM.to_dict(), "head_init": 0.0,
+                                             **(lstm or {})}]}
 
 
 def with_lstm_options(rule: dict, options: dict) -> dict:
@@ -233,7 +242,7 @@ def preset(name: str, zo: bool = False, base_lr: float | None = None,
     (default :data:`BASE_LR`); the schedule of a residual method has one row per step of its
     ``horizon``.
     """
-    oracle = dict(DEFAULT_ZO if zo else DEFAULT_FO)
+    oracle = (DEFAULT_ZO if zo else DEFAULT_FO).to_dict()
     if base_lr is not None and name in ("lft", "l2o", "lft+init"):
         raise ValueError(f"base_lr: method {name!r} has no hand-designed base rule; "
                          f"choose one of {sorted(RESIDUAL)}")
@@ -244,7 +253,7 @@ def preset(name: str, zo: bool = False, base_lr: float | None = None,
     elif name == "lft+init":
         # MAML's SGD step plus a learned LSTM correction whose head starts at zero, so the
         # hybrid starts as exactly MAML's rule (and, warm-started, MAML's initialisation).
-        lstm = {**DEFAULT_LSTM, "head_init": 0.0}
+        lstm = {**DEFAULT_LSTM.to_dict(), "head_init": 0.0}
         cfg = MethodConfig(name="lft+init", oracle=oracle, learn_init=True,
                            rule={"type": "sum", "rules": [{"type": "sgd", "lr": 0.01}, lstm]})
     elif name == "maml":
@@ -292,13 +301,13 @@ class Method(nn.Module):
         if not isinstance(family, TaskFamily):
             raise TypeError(f"Method needs a TaskFamily (e.g. lft.SineFamily()), got "
                             f"{type(family).__name__}")
-        config.validate()
+        rule, oracle = config.validate()
         seed = v.integer("seed", seed, None, where="Method")
         self.config = config
         with torch.random.fork_rng(devices=[]):  # the rule's initial phi depends on the seed only
             torch.manual_seed(derive_seed(seed, "rule-init"))
-            self.rule = rules_mod.build(config.rule)
-            self.oracle = build_oracle(config.oracle)  # a learned one is a module, seeded too
+            self.rule = rules_mod.build(rule)
+            self.oracle = build_oracle(oracle)  # a learned one is a module, seeded too
         if config.learn_init:
             if not family.congruous or not hasattr(family, "model"):
                 raise ValueError(
@@ -312,10 +321,6 @@ class Method(nn.Module):
             self.rule.requires_grad_(False)
             if isinstance(self.oracle, nn.Module):
                 self.oracle.requires_grad_(False)
-        if config.truncation is not None and config.truncation < 1:
-            raise ValueError("truncation must be a positive number of steps or None")
-        if config.horizon < 1:
-            raise ValueError(f"horizon must be at least 1 step, got {config.horizon}")
 
     def check_family(self, family: TaskFamily) -> None:
         """Refuse a family whose optimisee does not fit this method's learned initialisation

@@ -45,7 +45,7 @@ def gather_gradients(reference: MethodConfig, family: TaskFamily, n_tasks: int =
     where = "gather_gradients"
     n_tasks = v.integer("n_tasks", n_tasks, 1, where=where)
     steps = v.integer("steps", steps, 1, where=where)
-    cfg = MethodConfig.from_dict({**reference.to_dict(), "oracle": dict(DEFAULT_FO)})
+    cfg = MethodConfig.from_dict({**reference.to_dict(), "oracle": DEFAULT_FO.to_dict()})
     method = Method(cfg, family, seed)
     recorder = _Recorder()
     method.oracle = recorder

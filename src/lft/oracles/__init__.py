@@ -19,50 +19,56 @@ type           class                                 what it returns
 
 Every type but ``fo`` uses function values only: rows of results call them all ``oracle:
 zo`` and name the estimator in their configuration.
+
+A configuration is ``{"type": ..., **options}`` in JSON and a typed, checked
+:class:`OracleConfig` in Python (:mod:`lft.oracles.configs`: one dataclass per type, whose
+defaults are the type's; :data:`DEFAULT_FO` and :data:`DEFAULT_ZO` are the library's default
+oracles); :func:`build_oracle` takes either.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
-from lft import validation as v
 from lft.oracles.base import FirstOrder, LossFn, Oracle, differences, plain_grad
+from lft.oracles.configs import (
+    DEFAULT_FO,
+    DEFAULT_ZO,
+    ORACLES,
+    FirstOrderConfig,
+    FittedSubspaceConfig,
+    GuidedESConfig,
+    HistorySubspaceConfig,
+    LearnedSamplingConfig,
+    OracleConfig,
+    ZerothOrderConfig,
+)
 from lft.oracles.history import GuidedES, HistorySubspace
 from lft.oracles.learned import LearnedSampling
 from lft.oracles.random import DIRECTIONS, ZerothOrder
 from lft.oracles.subspace import FittedSubspace, fit_basis, load_basis, save_basis
 
-#: the one default zeroth-order oracle of the library (method presets, ``lft train --zo``, the
-#: torch.optim drop-in, ``lft attack --black-box``): 20 Gaussian directions, central differences
-DEFAULT_ZO = {"type": "zo", "q": 20, "mu": 0.005, "directions": "gaussian",
-              "scheme": "antithetic", "differentiable": False}
-#: the default first-order oracle: the gradient as a constant input (no Hessian term)
-DEFAULT_FO = {"type": "fo", "second_order": False}
 
-#: oracle type -> class
-ORACLES = {"fo": FirstOrder, "zo": ZerothOrder, "history": HistorySubspace, "guided": GuidedES,
-           "learned": LearnedSampling, "subspace": FittedSubspace}
-
-
-def build_oracle(config: dict):
-    """Build an oracle from ``{"type": ..., **options}`` (:data:`ORACLES`); bad options raise
-    ``ValueError``."""
-    config = v.mapping("a gradient-oracle configuration", config)
-    kind = config.pop("type", None)
-    cls = ORACLES.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise ValueError(f"unknown gradient oracle {kind!r}; choose 'fo' (gradients) or one "
-                         f"of {sorted(set(ORACLES) - {'fo'})} (function values only)")
-    v.known_options(f"gradient oracle {kind!r}", config, v.parameters_of(cls.__init__))
+def build_oracle(config: OracleConfig | Mapping) -> Oracle:
+    """Build an oracle from its typed configuration (:class:`OracleConfig`) or from
+    ``{"type": ..., **options}`` (:data:`ORACLES`), which is read (and checked) by
+    :meth:`OracleConfig.from_dict`: bad options raise ``ValueError``."""
+    config = OracleConfig.of(config)
     try:
-        return cls(**config)
+        return ORACLES[config.KIND](**config.options())
     except TypeError as e:
-        raise ValueError(f"bad options for oracle {kind!r}: {e}") from None
+        raise ValueError(f"bad options for oracle {config.KIND!r}: {e}") from None
 
 
-def is_zeroth_order(config: dict) -> bool:
+def is_zeroth_order(config: OracleConfig | Mapping) -> bool:
     """Whether an oracle configuration uses function values only (any type but ``fo``)."""
-    return config.get("type", "fo") != "fo"
+    return _json(config).get("type", "fo") != "fo"
+
+
+def _json(config: OracleConfig | Mapping) -> Mapping:
+    return config.to_dict() if isinstance(config, OracleConfig) else config
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -71,16 +77,19 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["DEFAULT_FO", "DEFAULT_ZO", "DIRECTIONS", "ESTIMATORS", "FirstOrder",
-           "FittedSubspace", "GuidedES", "HistorySubspace", "LearnedSampling", "LossFn",
-           "ORACLES", "Oracle", "ZerothOrder", "at_budget", "build_oracle", "cosine",
+           "FirstOrderConfig", "FittedSubspace", "FittedSubspaceConfig", "GuidedES",
+           "GuidedESConfig", "HistorySubspace", "HistorySubspaceConfig", "LearnedSampling",
+           "LearnedSamplingConfig", "LossFn", "ORACLES", "Oracle", "OracleConfig",
+           "ZerothOrder", "ZerothOrderConfig", "at_budget", "build_oracle", "cosine",
            "differences", "estimator_name", "fit_basis", "is_zeroth_order", "load_basis",
            "plain_grad", "queries_per_step", "save_basis"]
 
 
-def estimator_name(config: dict) -> str:
+def estimator_name(config: OracleConfig | Mapping) -> str:
     """A short name of the estimator an oracle configuration uses, for tables and rows:
     ``"gradient"``, ``"gaussian"`` (or the directions of a ``zo`` oracle), ``"history"``,
     ``"guided"``, ``"learned"`` or ``"subspace"``."""
+    config = _json(config)
     kind = config.get("type", "fo")
     if kind == "fo":
         return "gradient"
@@ -115,8 +124,8 @@ def at_budget(estimator: str, evaluations: int, mu: float = 0.005,
     return {"type": estimator, "q": evaluations - 1, "mu": mu, "scheme": "forward"}
 
 
-def queries_per_step(config: dict, examples: int) -> int:
+def queries_per_step(config: OracleConfig | Mapping, examples: int) -> int:
     """Oracle cost of one step in the results schema's units: loss evaluations of the
     fine-tuning set for a zeroth-order oracle (the base point included), the ``examples``
     back-propagated for the first-order one."""
-    return build_oracle(dict(config)).queries_per_step if is_zeroth_order(config) else examples
+    return build_oracle(config).queries_per_step if is_zeroth_order(config) else examples

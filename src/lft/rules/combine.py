@@ -44,7 +44,7 @@ class Sum(UpdateRule):
 
 
 
-def _schedule_start(init, steps: int, per_role: bool, n_roles: int) -> list:
+def schedule_start(init, steps: int, per_role: bool, n_roles: int) -> list:
     """``init`` of :class:`Scheduled` checked: ``steps`` positive numbers, or (``per_role``)
     ``steps`` rows of ``n_roles`` positive numbers; as plain floats."""
     rows = list(init) if isinstance(init, (list, tuple)) else None
@@ -89,8 +89,8 @@ class Scheduled(UpdateRule):
 
         self.base = rule if isinstance(rule, UpdateRule) else build(rule)
         self.steps, self.per_role, self.gain = int(steps), bool(per_role), float(gain)
-        self.start = None if init is None else _schedule_start(init, self.steps, self.per_role,
-                                                                N_ROLES)
+        self.start = None if init is None else schedule_start(init, self.steps, self.per_role,
+                                                               N_ROLES)
         log_scale = torch.zeros(self.steps, N_ROLES if self.per_role else 1)
         if self.start is not None:
             start = torch.tensor(self.start, dtype=log_scale.dtype)

@@ -1,9 +1,10 @@
-"""What a rule configuration may hold: checked before a rule is built.
+"""What a rule configuration may hold: the value checks of each rule type.
 
-:func:`lft.rules.build` reads configurations from JSON (checkpoints, ``MethodConfig.rule``,
-``preset(..., rule={...})``); :func:`check` turns every bad value into one ``ValueError`` line
-naming the rule, the option and what it accepts, instead of a ``TypeError`` from deep inside a
-constructor or a rule that silently produces NaN steps.
+:meth:`lft.rules.RuleConfig.from_dict` reads configurations from JSON (checkpoints,
+``MethodConfig.rule``, ``preset(..., rule={...})``) and runs the check of their type here
+(:data:`CHECKS`), once: every bad value becomes one ``ValueError`` line naming the rule, the
+option and what it accepts, instead of a ``TypeError`` from deep inside a constructor or a rule
+that silently produces NaN steps.
 """
 
 from __future__ import annotations
@@ -89,12 +90,4 @@ CHECKS = {"lstm": _lstm, "sgd": _sgd, "adam": _adam, "signsgd": _sgd, "sum": _su
           "scheduled": _scheduled}
 
 
-def check(kind: str, options: dict, cls: type) -> dict:
-    """``options`` of a rule of ``kind`` (class ``cls``), checked and normalised."""
-    where = f"update rule {kind!r}"
-    v.known_options(where, options, v.parameters_of(cls.__init__))
-    fn = CHECKS.get(kind)
-    return fn(options, where) if fn else options
-
-
-__all__ = ["CHECKS", "MAX_HIDDEN", "MAX_LAYERS", "check"]
+__all__ = ["CHECKS", "MAX_HIDDEN", "MAX_LAYERS"]
