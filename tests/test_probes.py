@@ -11,7 +11,8 @@ torch.set_num_threads(1)
 load = partial(load_script, "probes")
 
 
-@pytest.mark.parametrize("name", ["uap_meta_lambda", "cifar_plateau", "uap_kappa"])
+@pytest.mark.parametrize("name", ["uap_meta_lambda", "cifar_plateau", "uap_kappa", "zo_subspace",
+                                  "zo_subspace_residual", "budgets_weighting"])
 def test_probe_parses_its_options_and_documents_its_command(name, capsys):
     probe = load(name)
     assert f"python probes/{name}.py" in probe.__doc__
