@@ -27,7 +27,8 @@ ORACLES = {
     "history": {"type": "history", "q": 20, "m": 3, "mu": 0.005, "scheme": "forward"},
     "guided": {"type": "guided", "q": 20, "mu": 0.005, "scheme": "forward"},
     "learned": {"type": "learned", "q": 20, "mu": 0.005, "scheme": "forward"},
-    "subspace": {"type": "subspace", "q": 20, "dim": 1761, "mu": 0.005, "scheme": "forward"},
+    "subspace": {"type": "subspace", "q": 20, "dim": SineFamily().model.dim, "mu": 0.005,
+                 "scheme": "forward"},
 }
 
 
@@ -36,7 +37,7 @@ def trainer_for(oracle: dict, family, device: torch.device) -> MetaTrainer:
     method = Method(preset("lft", zo=True, oracle=dict(oracle)), family).to(device)
     if oracle["type"] == "subspace":
         g = torch.Generator().manual_seed(0)
-        method.oracle.set_basis(torch.randn(20, 1761, generator=g))
+        method.oracle.set_basis(torch.randn(oracle["q"], oracle["dim"], generator=g))
     return MetaTrainer(method, family, TrainConfig(iterations=10**9, meta_batch=4,
                                                    meta_lr=3e-3))
 

@@ -71,6 +71,7 @@ class TypedConfig:
     DERIVED: ClassVar[type | None] = None
     WHAT: ClassVar[str] = "configuration"
     NAME: ClassVar[str] = "a configuration"
+    EXAMPLE: ClassVar[str] = ""  # a valid dict of the family, for the unknown-kind error
     WHERE: ClassVar[str] = ""
     NESTED: ClassVar[dict[str, type[TypedConfig]]] = {}
     #: fields the full form (a configuration made in Python) leaves out while ``None``
@@ -105,8 +106,9 @@ class TypedConfig:
 
     @classmethod
     def unknown(cls, kind: object) -> str:
-        """The error for an unknown kind (a family's base words it)."""
-        return f"unknown {cls.WHAT} {kind!r}; choose from {sorted(cls.kinds())}"
+        """The error for an unknown kind, with the family's ``EXAMPLE`` if it has one."""
+        example = f" (e.g. {cls.EXAMPLE})" if cls.EXAMPLE else ""
+        return f"unknown {cls.WHAT} {kind!r}; choose from {sorted(cls.kinds())}{example}"
 
     @classmethod
     def kinds(cls) -> dict[str, type[TypedConfig]]:

@@ -40,11 +40,7 @@ class RuleConfig(TypedConfig):
     TARGETS: ClassVar[dict] = RULES
     WHAT: ClassVar[str] = "update rule"
     NAME: ClassVar[str] = "an update-rule configuration"
-
-    @classmethod
-    def unknown(cls, kind: object) -> str:
-        return (f"unknown update rule {kind!r}; choose from {sorted(cls.kinds())} "
-                '(e.g. {"type": "lstm"})')
+    EXAMPLE: ClassVar[str] = '{"type": "lstm"}'
 
     def check(self) -> None:
         """The rule's options as :mod:`lft.rules.schema` checks them."""

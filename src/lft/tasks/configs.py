@@ -48,11 +48,7 @@ class FamilyConfig(TypedConfig):
     TARGETS: ClassVar[dict] = FAMILIES
     WHAT: ClassVar[str] = "task family"
     NAME: ClassVar[str] = "a task-family configuration"
-
-    @classmethod
-    def unknown(cls, kind: object) -> str:
-        return (f"unknown task family {kind!r}; choose from {sorted(cls.kinds())} "
-                '(e.g. {"task": "sine"})')
+    EXAMPLE: ClassVar[str] = '{"task": "sine"}'
 
     def _images(self) -> None:
         """The options an image family shares: tasks, part, data folder, split seed."""
