@@ -97,6 +97,29 @@ def test_per_budget_tuning_picks_the_best_rate_at_each_step():
     assert scores["best_auc"] == auc_best
 
 
+def test_widened_tuning_brackets_a_best_rate_beyond_the_grid():
+    # on sine, Adam's best rate after 5 steps is far above 1e-4: a grid [1e-5, 1e-4] puts it
+    # on the top edge, and widening doubles past it until the best is interior
+    family, grid, cfg = SineFamily(), [1e-5, 1e-4], preset("adam", horizon=5)
+    best, scores = tune_learning_rate(cfg, family, grid, steps=5, n_tasks=8)
+    assert best == 1e-4 and sorted(scores) == grid
+    best, scores = tune_learning_rate(cfg, family, grid, steps=5, n_tasks=8, widen=2)
+    assert sorted(scores) == [1e-5, 1e-4, 2e-4, 4e-4] and best == 4e-4  # still rising: capped
+    best, scores = tune_learning_rate(cfg, family, grid, steps=5, n_tasks=8, widen=12)
+    rates = sorted(scores)
+    assert rates[0] == 1e-5 and rates[1:] == [1e-4 * 2 ** i for i in range(len(rates) - 1)]
+    assert rates[0] < best < rates[-1] and len(rates) < 2 + 12  # interior, so it stopped
+    # the added rates see the same tasks and starts as the grid's
+    again, _ = tune_learning_rate(cfg, family, rates, steps=5, n_tasks=8)
+    assert again == best
+    per, more = tune_per_budget(cfg, family, grid, [1, 5], n_tasks=8, widen=12)
+    for k in (1, 5):
+        rates = sorted(more["loss_at_k"][k])
+        assert rates[0] < per[k] < rates[-1]
+    with pytest.raises(ValueError, match="widen"):
+        tune_learning_rate(cfg, family, grid, steps=5, n_tasks=8, widen=-1)
+
+
 def test_cli_trains_a_residual_rule_and_the_fine_tuner_applies_it(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--task", "sine", "--method", "lft+adam", "--base-lr", "0.02",

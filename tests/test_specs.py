@@ -209,6 +209,7 @@ def test_paper_head_starts_the_cifar10_schedule_where_the_probe_chose():
                           "pgd": [{"step_fraction": 0.5, "eps_step": 0.1}]}},
      "art pgd setting: unknown entry 'eps_step'; choose from step_fraction, pgd_iter"),
     (uap_rivals, {"iterations": {"lft": 3}}, "iterations needs entries for ['residual']"),
+    (uap_rivals, {"widen": -1}, "widen must be an integer >= 0"),
 ], ids=lambda x: getattr(x, "ARTEFACT", None) or str(x)[:30])
 def test_uap_profiles_refuse_bad_parts_by_name(module, overrides, expected):
     text = _one_line_error(resolve_profile, module.PROFILES, "quick", overrides)
@@ -233,10 +234,11 @@ def test_derived_uap_profiles_write_the_dicts_they_were():
     committed runs' ``config.profile`` reads back and writes out byte for byte."""
     quick, paper = (uap_rivals.PROFILES[n].to_dict() for n in ("quick", "paper"))
     kappa = uap_rivals.PROFILES["paper-kappa"].to_dict()
-    assert kappa == {**paper, "kappa": 10.0} and list(kappa)[-1] == "kappa"
-    assert "kappa" not in paper and "black_box" not in quick
+    assert kappa == {**paper, "kappa": 10.0} and list(kappa)[-2:] == ["kappa", "widen"]
+    assert "kappa" not in paper and "black_box" not in quick and "widen" not in quick
     box = uap_rivals.PROFILES["black-box"].to_dict()
-    assert list(box)[-2:] == ["kappa", "black_box"] and box["black_box"]["budgets"] == [5, 10, 20]
+    assert list(box)[-3:] == ["kappa", "black_box", "widen"]
+    assert box["black_box"]["budgets"] == [5, 10, 20]
     assert list(uap_rivals.PROFILES["black-box-quick"].to_dict())[-2:] == ["workers", "black_box"]
     runs = {"table1": table1.Table1Profile, "table1-zo": table1.Table1Profile,
             "uap-rivals": uap_rivals.UAPRivalsProfile,

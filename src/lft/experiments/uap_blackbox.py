@@ -72,7 +72,7 @@ def run_select(job: UAPRivalsJob) -> dict:
     t0 = time.perf_counter()
     sel["zo_rivals"] = zo_rivals.tune(family, [_resolve(o, sel) for o in bb["oracles"]],
                                       _grid(prof), bb["budgets"], prof.tune_tasks, job.seed,
-                                      rules=tuple(bb["rules"]))
+                                      rules=tuple(bb["rules"]), widen=prof.widen or 0)
     sel["zo_tuning_s"] = time.perf_counter() - t0
     return sel
 

@@ -64,7 +64,8 @@ def tune_rule(name: str, family, eps: float, prof: UAPRivalsProfile, seed: int) 
     cfg = preset(RULE_OF[name], horizon=steps)
     record = list(range(0, steps + 1, prof.record["every"])) + [steps]
     best, scores = tune_learning_rate(cfg, family, prof.lr_grid[name], steps=steps,
-                                      n_tasks=prof.tune_tasks, seed=seed, record=record)
+                                      n_tasks=prof.tune_tasks, seed=seed, record=record,
+                                      widen=prof.widen or 0)
     method = Method(preset(RULE_OF[name], base_lr=best, horizon=steps), family, seed)
     groups = as_groups(family.sample(prof.tune_tasks, make_generator(seed, "lr-tuning-tasks")))
     init_gen = make_generator(seed, "lr-tuning-init")

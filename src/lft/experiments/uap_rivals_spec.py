@@ -61,6 +61,10 @@ class UAPRivalsProfile(Profile):
         meta_seeds: learned methods meta-trained this many times; ``test_tasks``: held-out
             tasks per source, run ``eval_chunk`` at once; ``workers``: worker processes.
         kappa: the C&W confidence of the fine-tuners' loss (``None``: 0, left out).
+        widen: how many times every step-size tuning (white-box rules and ZO rivals) may
+            halve or double its grid while the best rate is on the grid's edge
+            (:func:`lft.meta.evaluate.tune_learning_rate`; ``None``: never), so no rival is
+            weakened by its grid.
         black_box: a black-box profile's ZO part (:mod:`lft.experiments.uap_blackbox`):
             ``oracles`` of the rivals, ZO-LFT's ``oracle`` (an oracle entry may be
             :data:`SUBSPACE`), ``budgets`` (steps), ``rules`` (of
@@ -94,6 +98,7 @@ class UAPRivalsProfile(Profile):
     workers: int
     kappa: float | None = optional()
     black_box: dict | None = optional()
+    widen: int | None = optional()
 
     def __post_init__(self):
         w = self._where
@@ -130,6 +135,8 @@ class UAPRivalsProfile(Profile):
         self._number("lr_decay")
         if self.kappa is not None:
             self._number("kappa", open_low=False)
+        if self.widen is not None:
+            self._int("widen", low=0)
         if self.black_box is not None:
             self._check_black_box()
 
@@ -164,7 +171,8 @@ class UAPRivalsProfile(Profile):
 
 #: Each profile: victims and task sizes, fine-tuning steps, the budget's norm and radius grid
 #: per source with the target ASR range of the reference attack, tuning (tasks, step-size
-#: grids, ART settings grids), meta-training, test tasks, meta-training seeds, workers.
+#: grids at a x2 spacing, widened while a best rate is on an edge; ART settings grids),
+#: meta-training, test tasks, meta-training seeds, workers.
 #: ART settings: ``step_fraction`` x eps is the attacker's step (FGSM's one step, PGD's steps),
 #: ``pgd_iter`` PGD's steps per image, ``max_iter`` ART's passes over the 10 images,
 #: ``delta`` ART's early stop (fooling rate >= 1 - delta). ``residual`` names the residual
@@ -187,16 +195,18 @@ PROFILES: dict[str, UAPRivalsProfile] = {
         norm="2", eps_grid={"mnist": [2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0],
                             "cifar10": [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]},
         target_asr=[0.5, 0.85], tune_tasks=16,
-        lr_grid={"pgd": [0.003, 0.01, 0.03, 0.1], "adam": [0.003, 0.01, 0.03, 0.1],
-                 "sgd": [0.3, 1.0, 3.0, 10.0, 30.0, 100.0]},
+        lr_grid={"pgd": [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32],
+                 "adam": [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32],
+                 "sgd": [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]},
         art={"max_iter": 10, "delta": 0.0,
              "pgd": [{"step_fraction": 0.1, "pgd_iter": 10},
-                     {"step_fraction": 0.25, "pgd_iter": 10}],
+                     {"step_fraction": 0.25, "pgd_iter": 10},
+                     {"step_fraction": 0.5, "pgd_iter": 10}],
              "fgsm": [{"step_fraction": 0.25}, {"step_fraction": 0.5},
-                      {"step_fraction": 1.0}]},
+                      {"step_fraction": 1.0}, {"step_fraction": 2.0}]},
         residual="lft+sgd", iterations={"lft": 200, "residual": 200}, meta_batch=8,
         truncation=None, meta_lr={"lft": 3e-3, "residual": 3e-3}, lr_decay=0.1,
-        meta_seeds=3, test_tasks=500, eval_chunk=250, workers=2),
+        meta_seeds=3, test_tasks=500, eval_chunk=250, workers=2, widen=4),
 }
 
 
@@ -228,7 +238,8 @@ PROFILES["black-box-subspace-quick"] = dataclasses.replace(
 PROFILES["black-box-subspace"] = dataclasses.replace(
     PROFILES["black-box"], black_box={
         **PROFILES["black-box"].black_box, "oracles": [zo_rivals.GAUSSIAN, SUBSPACE],
-        "oracle": SUBSPACE, "method": "lft+sgd", "subspace": {"q": 20, "tasks": 200}})
+        "oracle": SUBSPACE, "method": "lft+sgd", "subspace": {"q": 20, "tasks": 200},
+        "iterations": 200})  # 200 meta-iterations: probes/zo_subspace_residual.py
 
 
 def uap_config(source: str, prof: UAPRivalsProfile, data_dir: str | None,

@@ -39,10 +39,11 @@ def config(rule: str, oracle: dict, lr: float, horizon: int) -> dict:
 
 def tune(family_config: dict, oracles: list[dict], grid: list[float], budgets: list[int],
          n_tasks: int, seed: int = 0, chunk: int | None = None,
-         rules: tuple[str, ...] = RULES) -> dict:
+         rules: tuple[str, ...] = RULES, widen: int = 0) -> dict:
     """``{"rule/estimator": {"oracle": ..., "best": {k: lr}, "loss_at_k": ...}}``: every rival's
     learning rate for every budget, on meta-training-stream tasks only. ``grid`` is one list
-    of learning rates, or a dict of one list per rule."""
+    of learning rates, or a dict of one list per rule; ``widen``: see
+    :func:`lft.meta.evaluate.tune_per_budget`."""
     family = build_family(family_config)
     out = {}
     for oracle in oracles:
@@ -51,7 +52,7 @@ def tune(family_config: dict, oracles: list[dict], grid: list[float], budgets: l
             cfg.oracle = dict(oracle)
             rates = grid[rule] if isinstance(grid, dict) else grid
             best, scores = tune_per_budget(cfg, family, rates, budgets, n_tasks=n_tasks,
-                                           seed=seed, chunk=chunk)
+                                           seed=seed, chunk=chunk, widen=widen)
             out[f"{rule}/{estimator_name(oracle)}"] = {
                 "rule": rule, "oracle": dict(oracle), "best": best,
                 "loss_at_k": scores["loss_at_k"]}

@@ -146,9 +146,29 @@ def _finite(score: torch.Tensor) -> float:
     return float(score) if torch.isfinite(score) else float("inf")
 
 
+def _widened(losses: dict[float, torch.Tensor], choose, more, widen: int
+             ) -> dict[float, torch.Tensor]:
+    """``losses`` with the grid pushed outward while a choice sits on its edge.
+
+    ``choose(losses)`` lists the learning rates chosen from the curves so far (one per
+    budget); while one of them is the grid's smallest (largest) rate, half that rate (twice
+    it) is evaluated with ``more([rate])`` and added, at most ``widen`` rounds. A rival whose
+    best step size is the edge of its grid may be weakened by the grid alone; one that is
+    bracketed on both sides at a x2 spacing is not.
+    """
+    widen = validation.integer("widen", widen, 0, where="tune_learning_rate")
+    for _ in range(widen):
+        chosen, low, high = set(choose(losses)), min(losses), max(losses)
+        extra = ([low / 2] if low in chosen else []) + ([high * 2] if high in chosen else [])
+        if not extra:
+            break
+        losses = {**losses, **more(extra)}
+    return dict(sorted(losses.items()))
+
+
 def tune_learning_rate(config: MethodConfig, family: TaskFamily, grid: list[float],
                        steps: int = 20, n_tasks: int = 100, seed: int = 0,
-                       chunk: int | None = None, record=None
+                       chunk: int | None = None, record=None, widen: int = 0
                        ) -> tuple[float, dict[float, float]]:
     """Pick a hand-designed rule's learning rate on meta-training-stream tasks.
 
@@ -156,17 +176,29 @@ def tune_learning_rate(config: MethodConfig, family: TaskFamily, grid: list[floa
     same quantity LFT's uniform-weight meta-loss measures). Test tasks (and, for image
     families, meta-test images) are never seen. ``chunk`` and ``record`` as in
     :func:`validation_losses` (with ``record``, the loss is averaged over the recorded steps
-    after 0 only, which saves most of the cost of measuring it on image tasks).
+    after 0 only, which saves most of the cost of measuring it on image tasks). ``widen``:
+    while the best rate is the grid's smallest or largest, try half or twice it, at most
+    this many times (the returned scores list every rate tried).
     """
-    losses = validation_losses(config, family, grid, steps, n_tasks, seed, chunk, record)
     later = [i for i, k in enumerate(recorded_steps(steps, record)) if k > 0]
-    scores = {lr: _finite(v[:, later].mean()) for lr, v in losses.items()}
+
+    def scores_of(losses):
+        return {lr: _finite(v[:, later].mean()) for lr, v in losses.items()}
+
+    def more(rates):
+        return validation_losses(config, family, rates, steps, n_tasks, seed, chunk, record)
+
+    def choose(losses):
+        scores = scores_of(losses)
+        return [min(scores, key=scores.get)]
+
+    scores = scores_of(_widened(more(grid), choose, more, widen))
     return min(scores, key=scores.get), scores
 
 
 def tune_per_budget(config: MethodConfig, family: TaskFamily, grid: list[float],
                     budgets: list[int], n_tasks: int = 100, seed: int = 0,
-                    chunk: int | None = None) -> tuple[dict[int, float], dict]:
+                    chunk: int | None = None, widen: int = 0) -> tuple[dict[int, float], dict]:
     """The best learning rate for each budget ``k`` of ``budgets``, scored by the validation
     loss *at step k* on meta-training-stream tasks (the best step size after 1 step is not the
     best after 20), and the AUC choice of :func:`tune_learning_rate` (key ``"auc"``) from the
@@ -174,14 +206,24 @@ def tune_per_budget(config: MethodConfig, family: TaskFamily, grid: list[float],
 
     Returns ``({k: lr}, {"loss_at_k": {k: {lr: score}}, "auc": {lr: score}, "best_auc": lr})``.
     A rival tuned this way is the strongest constant-step rule at every budget it is
-    compared at.
+    compared at. ``widen`` as in :func:`tune_learning_rate`: the grid grows while any
+    budget's (or the AUC's) best rate is on its edge.
     """
     budgets = sorted({validation.integer("budget", k, 1, where="tune_per_budget")
                       for k in validation.sequence("budgets", budgets, where="tune_per_budget")})
     if not budgets:
         raise ValueError("tune_per_budget: budgets must name at least one step")
     steps = budgets[-1]
-    losses = validation_losses(config, family, grid, steps, n_tasks, seed, chunk)
+
+    def more(rates):
+        return validation_losses(config, family, rates, steps, n_tasks, seed, chunk)
+
+    def choose(losses):
+        at = [{lr: _finite(v[:, k].mean()) for lr, v in losses.items()} for k in budgets]
+        at.append({lr: _finite(v[:, 1:].mean()) for lr, v in losses.items()})
+        return [min(scores, key=scores.get) for scores in at]
+
+    losses = _widened(more(grid), choose, more, widen)
     at_k = {k: {lr: _finite(v[:, k].mean()) for lr, v in losses.items()} for k in budgets}
     auc = {lr: _finite(v[:, 1:].mean()) for lr, v in losses.items()}
     best = {k: min(scores, key=scores.get) for k, scores in at_k.items()}
