@@ -237,3 +237,23 @@ def test_black_box_subspace_profile_fits_a_basis_per_source_and_runs_a_residual_
     versus = {(r["method"], r["versus"], r["versus_estimator"]) for r in rows if r.get("versus")}
     assert ("lft+sgd", "sgd/zo", "subspace") in versus
     assert "ZO-LFT+SGD [subspace] seed 0" in (tmp_path / "uap-rivals.md").read_text()
+
+
+def test_art_tuning_adds_the_steps_that_bracket_the_best():
+    from lft.experiments.uap_rivals_jobs import art_steps_to_add
+
+    def scored(*pairs):
+        return [{"setting": {"step_fraction": f, "pgd_iter": 10}, "val_asr": a, "queries": 1.0}
+                for f, a in pairs]
+
+    assert art_steps_to_add(scored((0.1, 0.6), (0.25, 0.7), (0.5, 0.65))) == []
+    assert art_steps_to_add(scored((0.1, 0.6), (0.25, 0.7), (0.5, 0.75))) == [
+        {"step_fraction": 1.0, "pgd_iter": 10}]
+    assert art_steps_to_add(scored((0.1, 0.8), (0.25, 0.7))) == [
+        {"step_fraction": 0.05, "pgd_iter": 10}]
+    assert art_steps_to_add(scored((0.5, 0.8))) == [{"step_fraction": 0.25, "pgd_iter": 10},
+                                                     {"step_fraction": 1.0, "pgd_iter": 10}]
+    # settings that differ in another entry are not steps of the same attack
+    other = [{"setting": {"step_fraction": 1.0, "pgd_iter": 5}, "val_asr": 0.1, "queries": 1.0}]
+    assert art_steps_to_add(scored((0.1, 0.6), (0.5, 0.75)) + other) == [
+        {"step_fraction": 1.0, "pgd_iter": 10}]

@@ -39,21 +39,45 @@ def _tune_tasks(family, prof: UAPRivalsProfile, seed: int):
     return family.sample(prof.tune_tasks, make_generator(seed, "uap-rivals-tune-tasks"))
 
 
+def _best_art(scores: list[dict]) -> dict:
+    return max(scores, key=lambda s: (s["val_asr"], -s["queries"]))
+
+
+def art_steps_to_add(scores: list[dict]) -> list[dict]:
+    """The ART settings to try next so the best one's step is not on the edge of the steps
+    tried: the best setting with half (twice) its ``step_fraction`` when no setting with the
+    same other entries has a smaller (larger) one. Empty: the best step is bracketed."""
+    best = _best_art(scores)["setting"]
+    others = {k: v for k, v in best.items() if k != "step_fraction"}
+    steps = [s["setting"]["step_fraction"] for s in scores
+             if {k: v for k, v in s["setting"].items() if k != "step_fraction"} == others]
+    step = best["step_fraction"]
+    return ([{**best, "step_fraction": step / 2}] if step == min(steps) else []) + \
+        ([{**best, "step_fraction": step * 2}] if step == max(steps) else [])
+
+
 def tune_art(tasks, attacker: str, eps: float, prof: UAPRivalsProfile, seed: int) -> dict:
     """The grid's ART setting with the highest mean validation ASR on ``tasks`` (ties: fewer
-    queries); every setting's score is kept."""
+    queries); every setting's score is kept. With the profile's ``widen``, the best setting's
+    step is halved or doubled while it is the smallest or largest tried (at most ``widen``
+    rounds, :func:`art_steps_to_add`), as the rules' step sizes are."""
     from lft.rivals.art import art_uap_batch
 
-    scores = []
-    for setting in prof.art[attacker]:
+    def score(setting: dict) -> dict:
         kw = art_kwargs(setting, eps, prof)
         r = art_uap_batch(tasks, attacker, eps=eps, norm=prof.norm,
                           seed=derive_seed(seed, "uap-rivals-tune-art"), **kw)
         asr = float(tasks.metrics(r.theta, "val")["asr"].mean())
-        scores.append({"setting": setting, "kwargs": kw, "val_asr": asr,
-                       "queries": float(r.queries.mean())})
-    best = max(scores, key=lambda s: (s["val_asr"], -s["queries"]))
-    return {"attacker": attacker, "eps": eps, "best": best, "scores": scores}
+        return {"setting": setting, "kwargs": kw, "val_asr": asr,
+                "queries": float(r.queries.mean())}
+
+    scores = [score(setting) for setting in prof.art[attacker]]
+    for _ in range(prof.widen or 0):
+        extra = art_steps_to_add(scores)
+        if not extra:
+            break
+        scores += [score(setting) for setting in extra]
+    return {"attacker": attacker, "eps": eps, "best": _best_art(scores), "scores": scores}
 
 
 def tune_rule(name: str, family, eps: float, prof: UAPRivalsProfile, seed: int) -> dict:
