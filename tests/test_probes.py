@@ -12,7 +12,8 @@ load = partial(load_script, "probes")
 
 
 @pytest.mark.parametrize("name", ["uap_meta_lambda", "cifar_plateau", "uap_kappa", "zo_subspace",
-                                  "zo_subspace_residual", "budgets_weighting"])
+                                  "zo_subspace_residual", "budgets_weighting",
+                                  "uap_weighting"])
 def test_probe_parses_its_options_and_documents_its_command(name, capsys):
     probe = load(name)
     assert f"python probes/{name}.py" in probe.__doc__
