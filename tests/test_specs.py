@@ -210,6 +210,9 @@ def test_paper_head_starts_the_cifar10_schedule_where_the_probe_chose():
      "art pgd setting: unknown entry 'eps_step'; choose from step_fraction, pgd_iter"),
     (uap_rivals, {"iterations": {"lft": 3}}, "iterations needs entries for ['residual']"),
     (uap_rivals, {"widen": -1}, "widen must be an integer >= 0"),
+    (uap_rivals, {"weighting": {"residual": "last"}}, "unknown weighting 'last'"),
+    (uap_rivals, {"weighting": {"lft+sgd": "final"}},
+     "weighting: unknown entry 'lft+sgd'; choose from lft, residual"),
 ], ids=lambda x: getattr(x, "ARTEFACT", None) or str(x)[:30])
 def test_uap_profiles_refuse_bad_parts_by_name(module, overrides, expected):
     text = _one_line_error(resolve_profile, module.PROFILES, "quick", overrides)

@@ -257,3 +257,15 @@ def test_art_tuning_adds_the_steps_that_bracket_the_best():
     other = [{"setting": {"step_fraction": 1.0, "pgd_iter": 5}, "val_asr": 0.1, "queries": 1.0}]
     assert art_steps_to_add(scored((0.1, 0.6), (0.5, 0.75)) + other) == [
         {"step_fraction": 1.0, "pgd_iter": 10}]
+
+
+def test_a_profile_weights_the_residual_rules_meta_loss_as_it_says():
+    from lft.experiments import uap_rivals
+    from lft.experiments.uap_rivals_jobs import learned_config
+
+    final = uap_rivals.PROFILES["paper-kappa-final"]
+    assert learned_config("lft+sgd", final, {"sgd": 0.5}).weighting == "final"
+    assert learned_config("lft", final, {"sgd": 0.5}).weighting == "uniform"
+    kappa = uap_rivals.PROFILES["paper-kappa"]
+    assert learned_config("lft+sgd", kappa, {"sgd": 0.5}).weighting == "uniform"
+    assert final.to_dict() == {**kappa.to_dict(), "weighting": {"residual": "final"}}

@@ -234,14 +234,19 @@ def base_row(residual: str) -> str:
 def learned_config(name: str, prof: UAPRivalsProfile, lrs: dict[str, float]) -> MethodConfig:
     """FO-LFT as in Table 1, or the residual rule on its base's tuned step size (``lrs``: row
     name -> tuned step size); ``lft+signsgd``'s LSTM correction is bounded at that step (a
-    step per pixel), the others' at the LSTM's default bound."""
+    step per pixel), the others' at the LSTM's default bound. The meta-loss weights steps as
+    the profile's ``weighting`` says (default: uniformly)."""
     steps, trunc = prof.steps, prof.truncation
     if name == "lft":
-        return preset("lft", horizon=steps, truncation=trunc)
-    base_lr = lrs[base_row(name)]
-    cfg = preset(name, base_lr=base_lr, horizon=steps, truncation=trunc)
-    if name == "lft+signsgd":  # its base's lr is a step per pixel: bound the correction alike
-        cfg.rule = with_lstm_options(cfg.rule, {"output_scale": base_lr})
+        cfg = preset("lft", horizon=steps, truncation=trunc)
+    else:
+        base_lr = lrs[base_row(name)]
+        cfg = preset(name, base_lr=base_lr, horizon=steps, truncation=trunc)
+        if name == "lft+signsgd":  # its base's lr is a step per pixel: bound the correction
+            cfg.rule = with_lstm_options(cfg.rule, {"output_scale": base_lr})
+    weighting = (prof.weighting or {}).get("lft" if name == "lft" else "residual")
+    if weighting is not None:
+        cfg.weighting = weighting
     cfg.validate()
     return cfg
 
