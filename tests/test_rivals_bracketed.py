@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = ("uap-rivals-paper-kappa", "uap-rivals-black-box-subspace")
+RUNS = ("uap-rivals-paper-kappa", "uap-rivals-black-box-subspace", "uap-rivals-paper-kappa-final")
 
 
 def tunings(run: str):
