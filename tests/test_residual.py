@@ -169,6 +169,58 @@ def test_budgets_quick_profile_writes_paired_rows(tmp_path, data_dir):
     assert (tmp_path / "budgets.png").stat().st_size > 0
 
 
+def test_budgets_schedule_variants_are_chosen_per_budget_on_meta_training_tasks(tmp_path,
+                                                                              data_dir):
+    """With ``schedule_variants`` one rule per variant and seed is meta-trained; each budget
+    reports the variant with the best mean accuracy on meta-training (select) tasks, and
+    exactly one variant's paired rows are ``selected`` at each step."""
+    fast = [[2.0] * 6] * 3
+    doc = budgets.reproduce("quick", out=tmp_path, data_dir=str(data_dir), progress=False,
+                            profile_overrides={
+                                "test_tasks": 4, "tune_tasks": 4, "select_tasks": 3,
+                                "grid": [0.002, 0.008], "budgets": [1, 3], "train": ["cifar10"],
+                                "schedule_variants": {"cifar10": {"flat": None, "fast": fast}}})
+    vs = [r for r in doc["rows"] if r.get("versus") == "adam"]
+    assert {r["variant"] for r in vs} == {"flat", "fast"}
+    assert len(vs) == 2 * 2 * 2 * 2  # variants x seeds x k x metrics
+    [choice] = doc["config"]["variant_choice"]
+    for k in ("1", "3"):
+        acc = {v: a[k] for v, a in choice["select_accuracy"].items()}
+        assert choice["chosen"][k] == max(acc, key=acc.get)
+        picked = {r["variant"] for r in vs if r["selected"] and str(r["step"]) == k}
+        assert picked == {choice["chosen"][k]}
+    jobs = [j for j in doc["config"]["jobs"] if j.get("variant")]
+    assert len(jobs) == 4 and all(j["select_tasks"] == 3 for j in jobs)
+    fast_jobs = [j for j in jobs if j["variant"] == "fast"]
+    assert all(j["method"]["rule"]["rules"][0]["init"] == fast for j in fast_jobs)
+    assert "Chosen per budget" in (tmp_path / "budgets.md").read_text()
+
+
+def test_choose_variants_takes_the_best_mean_over_seeds_at_each_step():
+    from lft.meta.evaluate import Curve
+
+    def acc(*values):  # two tasks, steps 0, 1, 2
+        return {"accuracy": Curve("accuracy", torch.tensor([list(values)] * 2), [0, 1, 2])}
+
+    select = {("c", "c", "a", 0): acc(0.5, 0.9, 0.5), ("c", "c", "a", 1): acc(0.5, 0.5, 0.5),
+              ("c", "c", "b", 0): acc(0.5, 0.6, 0.8), ("c", "c", "b", 1): acc(0.5, 0.6, 0.8)}
+    got = budgets.choose_variants(select, [1, 2])[("c", "c")]
+    assert got["chosen"] == {1: "a", 2: "b"}  # a: 0.7 vs 0.6 at step 1; b at step 2
+    assert got["accuracy"]["a"][1] == pytest.approx(0.7)
+
+
+def test_budgets_profile_refuses_a_source_with_both_a_start_and_variants():
+    import dataclasses
+
+    from lft.experiments.budgets_spec import PROFILES
+
+    with pytest.raises(ValueError, match="both a schedule_init and schedule_variants"):
+        dataclasses.replace(PROFILES["paper-head"], schedule_variants={"cifar10": {"a": None}})
+    with pytest.raises(ValueError, match="names no variant"):
+        dataclasses.replace(PROFILES["paper"], schedule_variants={"cifar10": {}})
+    assert PROFILES["paper-per-k"].schedule_variants["cifar10"]["flat"] is None
+
+
 def test_packaging_reads_one_meta_seed_and_skips_paired_rows(tmp_path):
     from lft.pretrained.package import reported_from_results
 

@@ -13,6 +13,10 @@ strongest hand-designed rival *at the same number of steps*, on Table 2's 2-way 
    times a learned per-step, per-layer-kind multiplier, plus a coordinate-LSTM correction
    whose head starts at zero. It starts as exactly tuned Adam and is meta-trained with the
    LFT objective on MNIST, CIFAR-10 and the MNIST+CIFAR-10 mix, once per meta-seed.
+   A profile may name several starts of the learned schedule per training source
+   (``schedule_variants``): one rule per variant is meta-trained, and each budget ``k``
+   reports the variant with the highest accuracy at step ``k`` on meta-training tasks
+   (:func:`choose_variants`), as Adam's rate is chosen per budget.
 3. **Paired comparison.** Every learned rule and every rival run on the same held-out test
    tasks and random starts; ``versus`` rows hold the per-task difference (accuracy and test
    loss) against the rival tuned for that step, for each meta-seed.
@@ -97,9 +101,19 @@ def base_rate(tuning: dict, train: str, budget: int | None = None) -> float:
     return min(pooled, key=pooled.get)
 
 
+def variants(prof: BudgetsProfile, train: str) -> dict[str | None, list | None]:
+    """``{variant name: schedule start}`` of the rules meta-trained on ``train``: the
+    profile's ``schedule_variants``, else one unnamed rule (``None``) from its
+    ``schedule_init`` (``None``: the flat start)."""
+    if prof.schedule_variants and train in prof.schedule_variants:
+        return dict(prof.schedule_variants[train])
+    return {None: (prof.schedule_init or {}).get(train)}
+
+
 def make_jobs(prof: BudgetsProfile, tuning: dict, out: Path, seed: int, data_dir: str | None
               ) -> list[MethodJob]:
-    """The learned rules (one per training source and meta-seed) and every Adam rival."""
+    """The learned rules (one per training source, schedule variant and meta-seed) and every
+    Adam rival."""
     steps = prof.budgets[-1]
     record = sorted({0, *prof.budgets})
     tests = {s: family_config(s, data_dir) for s in SOURCES}
@@ -109,17 +123,22 @@ def make_jobs(prof: BudgetsProfile, tuning: dict, out: Path, seed: int, data_dir
     for train in prof.train or list(TRAIN):
         test_sources = TRAIN[train]
         lr = base_rate(tuning, train, prof.base_budget)
-        for meta_seed in range(prof.meta_seeds):
+        named = variants(prof, train)
+        for variant, meta_seed in [(v, s) for v in named for s in range(prof.meta_seeds)]:
             cfg = preset("lft+adam", base_lr=lr, horizon=steps)
             cfg.rule = with_lstm_options(cfg.rule, IMAGE_RULE)
-            if prof.schedule_init and train in prof.schedule_init:
-                cfg.rule["rules"][0]["init"] = prof.schedule_init[train]
+            if named[variant] is not None:
+                cfg.rule["rules"][0]["init"] = named[variant]
                 cfg.validate()
+            more = {} if variant is None else {
+                "variant": variant, "select_tasks": prof.select_tasks or prof.tune_tasks}
             train_cfg = {"iterations": prof.iterations, "meta_batch": prof.meta_batch,
                          "meta_lr": prof.meta_lr, "clip": 1.0, "seed": meta_seed,
                          "log_every": 10, "lr_decay": prof.lr_decay}
             jobs.append(MethodJob(
-                **common, label=f"{cfg.label} [{train}] seed {meta_seed}",
+                **common, **more,
+                label=f"{cfg.label} [{train}]{'' if variant is None else ' ' + variant} "
+                      f"seed {meta_seed}",
                 family=family_config(train, data_dir), method=cfg.to_dict(), train=train_cfg,
                 tests={s: tests[s] for s in test_sources}, train_source=train,
                 meta_seed=meta_seed,
@@ -136,20 +155,42 @@ def make_jobs(prof: BudgetsProfile, tuning: dict, out: Path, seed: int, data_dir
 
 
 def collect(jobs: list[MethodJob], results: list[dict], tuning: dict, record: list[int]
-            ) -> tuple[dict, dict]:
-    """``learned[(train, test, meta_seed)]`` and ``rival[(test, k)]`` as ``{metric: Curve}``;
-    the rival at budget ``k`` is Adam at the learning rate tuned for ``k``."""
-    learned, adam = {}, {}
+            ) -> tuple[dict, dict, dict]:
+    """``learned[(train, test, variant, meta_seed)]`` and ``rival[(test, k)]`` as ``{metric:
+    Curve}`` on the test tasks (the rival at budget ``k`` is Adam at the learning rate tuned
+    for ``k``), and ``select``, keyed as ``learned``, on meta-training tasks (the learned
+    variants' only)."""
+    learned, adam, select = {}, {}, {}
     for job, res in zip(jobs, results):
+        key = (job.train_source, None, job.variant, job.meta_seed)
         for test, curves in res["tests"].items():
             cs = {m: Curve(m, torch.tensor(curves[m]), record) for m in METRICS}
             if job.train_source == "none":
                 adam[(test, job.lr)] = cs
             else:
-                learned[(job.train_source, test, job.meta_seed)] = cs
+                learned[key[:1] + (test,) + key[2:]] = cs
+        for test, curves in res.get("select", {}).items():
+            select[key[:1] + (test,) + key[2:]] = {
+                m: Curve(m, torch.tensor(curves[m]), record) for m in METRICS}
     rival = {(test, k): adam[(test, tuning[test]["best"][k])]
              for test in SOURCES for k in tuning[test]["best"]}
-    return learned, rival
+    return learned, rival, select
+
+
+def choose_variants(select: dict, budgets: list[int]) -> dict:
+    """``{(train, test): {"chosen": {k: variant}, "accuracy": {variant: {k: mean}}}}``: for
+    each budget ``k``, the schedule variant whose mean accuracy at step ``k`` on meta-training
+    tasks, averaged over its meta-seeds, is highest (no test task is read)."""
+    groups: dict = {}
+    for (train, test, variant, _), cs in select.items():
+        groups.setdefault((train, test), {}).setdefault(variant, []).append(cs["accuracy"])
+    out = {}
+    for group, named in groups.items():
+        acc = {v: {k: sum(float(column(c, k).mean()) for c in curves) / len(curves)
+                   for k in budgets} for v, curves in named.items()}
+        out[group] = {"chosen": {k: max(acc, key=lambda v, k=k: acc[v][k]) for k in budgets},
+                      "accuracy": acc}
+    return out
 
 
 def column(curve: Curve, k: int) -> torch.Tensor:
@@ -163,14 +204,27 @@ def summarise(values: torch.Tensor) -> tuple[float, float]:
     return float(c.mean()[0]), float(c.ci95()[0])
 
 
-def make_rows(learned: dict, rival: dict, tuning: dict, budgets: list[int]) -> list[dict]:
-    """Schema rows: the learned rules' curves (with ``meta_seed``), Adam at each budget with
-    the rate tuned for it, and the paired ``versus`` rows at each budget."""
-    rows = []
-    for (train, test, meta_seed), cs in sorted(learned.items()):
+def _sorted(learned: dict) -> list:
+    """``learned``'s items in a stable order (the variant may be ``None``)."""
+    return sorted(learned.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "",
+                                                   kv[0][3]))
+
+
+def _variant(variant: str | None) -> dict:
+    return {} if variant is None else {"variant": variant}
+
+
+def make_rows(learned: dict, rival: dict, tuning: dict, budgets: list[int],
+              choice: dict | None = None) -> list[dict]:
+    """Schema rows: the learned rules' curves (with ``meta_seed``, and ``variant`` where a
+    source has several), Adam at each budget with the rate tuned for it, and the paired
+    ``versus`` rows at each budget; a variant's paired row carries ``selected``: whether it
+    is the one ``choice`` (:func:`choose_variants`) reports at that budget."""
+    rows, choice = [], choice or {}
+    for (train, test, variant, meta_seed), cs in _sorted(learned):
         for m in METRICS:
             for row in curve_rows(cs[m], "lft+adam", "fo", train, test):
-                rows.append({**row, "meta_seed": meta_seed,
+                rows.append({**row, "meta_seed": meta_seed, **_variant(variant),
                              "queries": 10 * row["step"]})  # 2 ways x 5 shots per step
     for (test, k), cs in sorted(rival.items()):
         lr = tuning[test]["best"][k]
@@ -180,16 +234,23 @@ def make_rows(learned: dict, rival: dict, tuning: dict, budgets: list[int]) -> l
                          "test_source": test, "metric": m, "step": k, "mean": mean, "ci95": ci,
                          "n": cs[m].n, "queries": 10 * k,
                          "note": f"lr={lr:g}, tuned for step {k} on meta-training tasks"})
-    for (train, test, meta_seed), cs in sorted(learned.items()):
+    for (train, test, variant, meta_seed), cs in _sorted(learned):
         for k in budgets:
             for m in METRICS:
                 mean, ci = summarise(column(cs[m], k) - column(rival[(test, k)][m], k))
+                picked = {} if variant is None else {
+                    "selected": choice[(train, test)]["chosen"][k] == variant}
                 rows.append({"method": "lft+adam", "oracle": "fo", "train_source": train,
                              "test_source": test, "metric": m, "step": k, "mean": mean,
                              "ci95": ci, "n": cs[m].n, "versus": "adam",
-                             "meta_seed": meta_seed, "queries": 10 * k,
+                             "meta_seed": meta_seed, **_variant(variant), **picked,
+                             "queries": 10 * k,
                              "note": f"Adam at lr={tuning[test]['best'][k]:g}, tuned for step "
-                                     f"{k}; same test tasks and random starts"})
+                                     f"{k}; same test tasks and random starts"
+                                     + ("" if variant is None else
+                                        "; selected: the variant chosen for this step on "
+                                        "meta-training tasks" if picked["selected"] else
+                                        "; not the variant chosen for this step")})
     return rows
 
 
@@ -198,9 +259,22 @@ def verdict(mean: float, ci: float) -> str:
     return "win" if mean - ci > 0 else ("loss" if mean + ci < 0 else "tie")
 
 
+def _name(train: str, variant: str | None, seed: int) -> str:
+    return f"lft+adam [{train}]{'' if variant is None else ' ' + variant} seed {seed}"
+
+
+def _cell(acc: dict, loss: dict) -> str:
+    return (f"{100 * acc['mean']:+.1f} ± {100 * acc['ci95']:.1f} "
+            f"{verdict(acc['mean'], acc['ci95'])} "
+            f"[{loss['mean']:+.3f} ± {loss['ci95']:.3f}]")
+
+
 def write_table(path: Path, rows: list[dict], tuning: dict, outcomes: list[dict],
-                profile: str, wall: float, where: str | None = None) -> str:
-    """``budgets.md``: accuracy at each budget, and the paired differences per meta-seed."""
+                profile: str, wall: float, where: str | None = None,
+                choice: dict | None = None) -> str:
+    """``budgets.md``: accuracy at each budget, the paired differences per meta-seed, and,
+    where a source has schedule variants, the variant chosen for each budget (``choice``,
+    :func:`choose_variants`) and its paired differences."""
     budgets = sorted({r["step"] for r in rows if r.get("versus")})
     lines = [f"# Table 2 at every budget: lft+adam against per-budget-tuned Adam (profile "
              f"`{profile}`)", "",
@@ -217,28 +291,44 @@ def write_table(path: Path, rows: list[dict], tuning: dict, outcomes: list[dict]
         lines.append("| Adam, tuned per k | " + " | ".join(
             f"{100 * adam[k]['mean']:.1f} ± {100 * adam[k]['ci95']:.1f} "
             f"[{tuning[test]['best'][k]:g}]" for k in budgets) + " |")
-        plain = {(r["train_source"], r["meta_seed"], r["step"]): r for r in rows
-                 if r["method"] == "lft+adam" and not r.get("versus")
+        plain = {(r["train_source"], r.get("variant"), r["meta_seed"], r["step"]): r
+                 for r in rows if r["method"] == "lft+adam" and not r.get("versus")
                  and r["test_source"] == test and r["metric"] == "accuracy"}
-        for train, seed in sorted({(t, s) for t, s, _ in plain}):
-            lines.append(f"| lft+adam [{train}] seed {seed} | " + " | ".join(
-                f"{100 * plain[(train, seed, k)]['mean']:.1f} ± "
-                f"{100 * plain[(train, seed, k)]['ci95']:.1f}" for k in budgets) + " |")
+        names = sorted({key[:3] for key in plain}, key=lambda x: (x[0], x[1] or "", x[2]))
+        for train, variant, seed in names:
+            lines.append(f"| {_name(train, variant, seed)} | " + " | ".join(
+                f"{100 * plain[(train, variant, seed, k)]['mean']:.1f} ± "
+                f"{100 * plain[(train, variant, seed, k)]['ci95']:.1f}" for k in budgets)
+                + " |")
         lines += ["", "Paired difference lft+adam − Adam tuned for k (points of accuracy; test "
                   "loss in brackets, negative is better); win/loss where the 95% CI excludes 0:",
                   "", "| learned rule | " + " | ".join(f"k = {k}" for k in budgets) + " |",
                   "|---|" + "---|" * len(budgets)]
-        vs = {(r["train_source"], r["meta_seed"], r["step"], r["metric"]): r for r in rows
-              if r.get("versus") and r["test_source"] == test}
-        for train, seed in sorted({(t, s) for t, s, _, _ in vs}):
-            cells = []
-            for k in budgets:
-                a, lo = vs[(train, seed, k, "accuracy")], vs[(train, seed, k, "loss")]
-                cells.append(f"{100 * a['mean']:+.1f} ± {100 * a['ci95']:.1f} "
-                             f"{verdict(a['mean'], a['ci95'])} "
-                             f"[{lo['mean']:+.3f} ± {lo['ci95']:.3f}]")
-            lines.append(f"| lft+adam [{train}] seed {seed} | " + " | ".join(cells) + " |")
+        vs = {(r["train_source"], r.get("variant"), r["meta_seed"], r["step"], r["metric"]): r
+              for r in rows if r.get("versus") and r["test_source"] == test}
+        for train, variant, seed in names:
+            lines.append(f"| {_name(train, variant, seed)} | " + " | ".join(
+                _cell(vs[(train, variant, seed, k, "accuracy")],
+                      vs[(train, variant, seed, k, "loss")]) for k in budgets) + " |")
         lines.append("")
+        for (train, t), picked in sorted((choice or {}).items()):
+            if t != test:
+                continue
+            lines += [f"Chosen per budget on {train} meta-training tasks (mean accuracy at "
+                      "step k over the meta-seeds, %): " + "; ".join(
+                          f"k = {k}: **{picked['chosen'][k]}** (" + ", ".join(
+                              f"{v} {100 * acc[k]:.1f}"
+                              for v, acc in sorted(picked["accuracy"].items())) + ")"
+                          for k in budgets) + ".", "",
+                      f"| lft+adam [{train}], the variant chosen for k | "
+                      + " | ".join(f"k = {k}" for k in budgets) + " |",
+                      "|---|" + "---|" * len(budgets)]
+            for seed in sorted({s for tr, _, s in names if tr == train}):
+                lines.append(f"| seed {seed} | " + " | ".join(
+                    _cell(vs[(train, picked['chosen'][k], seed, k, "accuracy")],
+                          vs[(train, picked['chosen'][k], seed, k, "loss")])
+                    for k in budgets) + " |")
+            lines.append("")
     lines += ["Adam's learning rate for each k was chosen on meta-training tasks (validation "
               "loss at step k) from the grid "
               f"{', '.join(f'{lr:g}' for lr in sorted(tuning[SOURCES[0]]['auc']))}. The "
@@ -273,14 +363,16 @@ def plot(path: Path, learned: dict, rival: dict, tuning: dict) -> None:
         ks = sorted(tuning[test]["best"])
         means = [100 * float(column(rival[(test, k)]["accuracy"], k).mean()) for k in ks]
         ax.plot(ks, means, "k--o", lw=1.5, label="Adam, tuned per step")
-        seen = set()
-        for (train, t, seed), cs in sorted(learned.items()):
+        seen, styles = set(), {}
+        for (train, t, variant, seed), cs in _sorted(learned):
             if t != test:
                 continue
             c = cs["accuracy"]
-            ax.plot(c.steps, 100 * c.mean().numpy(), "-", color=colours[train], lw=1.2,
-                    label=None if train in seen else f"lft+adam [{train}]")
-            seen.add(train)
+            style = styles.setdefault(variant, ["-", ":", "-.", "--"][len(styles) % 4])
+            name = f"lft+adam [{train}]" + ("" if variant is None else f" {variant}")
+            ax.plot(c.steps, 100 * c.mean().numpy(), style, color=colours[train], lw=1.2,
+                    label=None if name in seen else name)
+            seen.add(name)
         ax.set_title(f"test: {TITLES[test]}")
         ax.set_xlabel("fine-tuning steps")
         ax.set_xscale("log")
@@ -313,10 +405,12 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
     results = run_jobs(jobs, workers=workers, progress=progress,
                        store=JobStore(out / "jobs", resume))
     record = sorted({0, *prof.budgets})
-    learned, rival = collect(jobs, results, tuning, record)
-    rows = make_rows(learned, rival, tuning, prof.budgets)
+    learned, rival, select = collect(jobs, results, tuning, record)
+    choice = choose_variants(select, prof.budgets)
+    rows = make_rows(learned, rival, tuning, prof.budgets, choice)
     wall = time.perf_counter() - t0
-    outcomes = [{k: v for k, v in r.items() if k not in ("curves", "tests")} for r in results]
+    outcomes = [{k: v for k, v in r.items() if k not in ("curves", "tests", "select")}
+                for r in results]
     config = {"profile": prof.to_dict(), "workers": workers, "data_dir": data_dir,
               "tuning": {s: {"best": {str(k): lr for k, lr in t["best"].items()},
                              "best_auc": t["best_auc"],
@@ -324,18 +418,24 @@ def reproduce(profile: str = "quick", out: str | Path | None = None, seed: int =
                              "loss_at_k": {str(k): {str(lr): v for lr, v in sc.items()}
                                            for k, sc in t["loss_at_k"].items()}}
                          for s, t in tuning.items()},
+              "variant_choice": [{"train_source": train, "test_source": test,
+                                  "chosen": {str(k): v for k, v in c["chosen"].items()},
+                                  "select_accuracy": {v: {str(k): a for k, a in acc.items()}
+                                                      for v, acc in c["accuracy"].items()}}
+                                 for (train, test), c in sorted(choice.items())],
               "jobs": [{k: v for k, v in j.to_dict().items() if k != "out"} for j in jobs],
               "outcomes": outcomes}
     doc = results_document(ARTEFACT, profile, seed, started, wall, config, rows)
     write_json(out / "results.json", doc)
-    tensors = {f"{tr}/lft+adam/{te}/seed{s}/{m}": c.values.contiguous()
-               for (tr, te, s), cs in learned.items() for m, c in cs.items()}
+    tensors = {f"{tr}/lft+adam/{te}/{'' if v is None else v + '/'}seed{s}/{m}":
+               c.values.contiguous() for (tr, te, v, s), cs in learned.items()
+               for m, c in cs.items()}
     for (te, k), cs in rival.items():  # one entry per tuned rate (budgets may share one)
         tensors.update({f"none/adam/{te}/lr{tuning[te]['best'][k]:g}/{m}": c.values.contiguous()
                         for m, c in cs.items()})
     save_file(tensors, str(out / "curves.safetensors"),
               metadata={"layout": "[task, recorded step] test metric",
                         "steps": ",".join(map(str, record))})
-    write_table(out / "budgets.md", rows, tuning, outcomes, profile, wall)
+    write_table(out / "budgets.md", rows, tuning, outcomes, profile, wall, choice=choice)
     plot(out / "budgets.png", learned, rival, tuning)
     return doc

@@ -97,8 +97,12 @@ class MethodJob(TypedJob):
             ``init_from``).
         estimate_s: single-worker seconds, used only to start long work first.
         eval_chunk: test tasks run at once (tuning: all at once when ``None``; tests: 250).
-        train_source, meta_seed, zo_rival, lr: annotations the artefact reads back from its
-            jobs to build its rows; the runner ignores them.
+        select_tasks: also evaluate the method on this many tasks of each ``tests`` family
+            drawn from its *meta-training* images (the ``select`` stream, which neither
+            meta-training, tuning nor testing reads), at the ``record`` steps: what an
+            artefact chooses between learned variants on, never reading a test task.
+        train_source, meta_seed, variant, zo_rival, lr: annotations the artefact reads back
+            from its jobs to build its rows; the runner ignores them.
     """
 
     label: str
@@ -117,8 +121,10 @@ class MethodJob(TypedJob):
     after: str | None = optional()
     estimate_s: float | None = optional()
     eval_chunk: int | None = optional()
+    select_tasks: int | None = optional()
     train_source: str | None = optional()
     meta_seed: int | None = optional()
+    variant: str | None = optional()
     zo_rival: str | None = optional()
     lr: float | None = optional()
 
@@ -177,8 +183,15 @@ class MethodJob(TypedJob):
             v.number("estimate_s", self.estimate_s, 0.0, where=w)
         if self.eval_chunk is not None:
             v.integer("eval_chunk", self.eval_chunk, 1, where=w)
+        if self.select_tasks is not None:
+            v.integer("select_tasks", self.select_tasks, 1, where=w)
+            if self.tests is None:
+                raise ValueError(f"{w}: select_tasks applies to tests; give tests or drop "
+                                 "select_tasks")
         if self.meta_seed is not None:
             v.integer("meta_seed", self.meta_seed, 0, where=w)
+        if self.variant is not None:
+            v.text("variant", self.variant, w)
         if self.lr is not None:
             v.positive("lr", self.lr, w)
 

@@ -104,6 +104,14 @@ def run_job(job: MethodJob | dict, progress: bool = True, threads: int | None = 
                               steps=job.steps, seed=job.test_seed, progress=progress,
                               chunk=_get(job, "eval_chunk", 250), record=job.record)
             record["tests"][name] = {k: c.values.tolist() for k, c in curves.items()}
+        if job.select_tasks is not None:  # meta-training images, for choices between variants
+            record["select"] = {}
+            for name, test_family in job.tests.items():
+                curves = evaluate(method, build_family(test_family), n_tasks=job.select_tasks,
+                                  steps=job.steps, seed=job.seed, progress=progress,
+                                  chunk=_get(job, "eval_chunk", 250), purpose="select",
+                                  record=job.record)
+                record["select"][name] = {k: c.values.tolist() for k, c in curves.items()}
     else:
         curves = evaluate(method, family, n_tasks=job.test_tasks, steps=job.steps,
                           seed=job.test_seed, progress=progress)
