@@ -269,3 +269,20 @@ def test_a_profile_weights_the_residual_rules_meta_loss_as_it_says():
     kappa = uap_rivals.PROFILES["paper-kappa"]
     assert learned_config("lft+sgd", kappa, {"sgd": 0.5}).weighting == "uniform"
     assert final.to_dict() == {**kappa.to_dict(), "weighting": {"residual": "final"}}
+
+
+def test_a_black_box_profile_weights_zo_lfts_meta_loss_as_it_says():
+    from lft.experiments import uap_rivals
+    from lft.experiments.results import resolve_profile
+    from lft.experiments.uap_blackbox import learned_config
+
+    sel = {"zo_rivals": {"signsgd/history": {"best": {"5": 0.1, "10": 0.05}}}}
+    quick = uap_rivals.PROFILES["black-box-quick"]
+    assert learned_config(quick, sel).weighting == "uniform"
+    weights = [1.0 if k in (5, 10) else 0.0 for k in range(1, quick.steps + 1)]
+    prof = resolve_profile(uap_rivals.PROFILES, "black-box-quick",
+                           {"black_box": {**quick.black_box, "weighting": weights}})
+    assert learned_config(prof, sel).weighting == weights
+    with pytest.raises(ValueError, match="black_box weighting: the weighting lists 2 step"):
+        resolve_profile(uap_rivals.PROFILES, "black-box-quick",
+                        {"black_box": {**quick.black_box, "weighting": [1.0, 1.0]}})

@@ -80,7 +80,8 @@ def run_select(job: UAPRivalsJob) -> dict:
 def learned_config(prof: UAPRivalsProfile, sel: dict) -> MethodConfig:
     """ZO-LFT (``black_box.method``: ``lft``, or a residual rule ``lft+sgd|signsgd|adam``
     starting as its base rival on the same oracle, at the step size tuned for the largest
-    budget) on the profile's oracle."""
+    budget) on the profile's oracle, its meta-loss weighted over the steps as ``weighting``
+    says (default uniformly)."""
     bb = prof.black_box
     name, oracle = bb.get("method", "lft"), _resolve(bb["oracle"], sel)
     if name == "lft":
@@ -94,6 +95,8 @@ def learned_config(prof: UAPRivalsProfile, sel: dict) -> MethodConfig:
         if name == "lft+signsgd":  # a step per pixel: bound the correction alike
             cfg.rule = with_lstm_options(cfg.rule, {"output_scale": base_lr})
     cfg.oracle = oracle
+    if "weighting" in bb:
+        cfg.weighting = bb["weighting"]
     cfg.validate()
     return cfg
 

@@ -34,7 +34,7 @@ ART_SETTINGS = {"pgd": ("step_fraction", "pgd_iter"), "fgsm": ("step_fraction",)
 BLACK_BOX = ("oracles", "oracle", "budgets", "rules", "iterations", "meta_batch", "meta_lr")
 #: a black-box part's optional entries: ZO-LFT's ``method`` (``lft``, default, or a residual
 #: rule) and the fitted query basis' ``subspace`` settings (``q`` directions, ``tasks``)
-BLACK_BOX_OPTIONAL = ("method", "subspace")
+BLACK_BOX_OPTIONAL = ("method", "subspace", "weighting")
 #: an oracle entry of a black-box part naming the basis fitted per source on meta-training
 #: tasks (:func:`lft.meta.fit_subspace`, settings in the part's ``subspace``)
 SUBSPACE = "subspace"
@@ -73,8 +73,9 @@ class UAPRivalsProfile(Profile):
             ``oracles`` of the rivals, ZO-LFT's ``oracle`` (an oracle entry may be
             :data:`SUBSPACE`), ``budgets`` (steps), ``rules`` (of
             :data:`lft.experiments.zo_rivals.RULES`), ZO-LFT's ``iterations``, ``meta_batch``
-            and ``meta_lr``, optionally its ``method`` and the ``subspace`` fit's ``q`` and
-            ``tasks``; ``None``: a white-box profile.
+            and ``meta_lr``, optionally its ``method``, its meta-loss's step ``weighting``
+            (:func:`lft.meta.objective.check_weighting`; default ``uniform``) and the
+            ``subspace`` fit's ``q`` and ``tasks``; ``None``: a white-box profile.
     """
 
     ARTEFACT = ARTEFACT
@@ -175,6 +176,8 @@ class UAPRivalsProfile(Profile):
         validation.integer("black_box iterations", bb["iterations"], 1, where=w)
         validation.integer("black_box meta_batch", bb["meta_batch"], 1, where=w)
         validation.positive("black_box meta_lr", bb["meta_lr"], w)
+        if "weighting" in bb:
+            check_weighting(bb["weighting"], self.steps, where=f"{w}: black_box weighting")
 
 
 #: Each profile: victims and task sizes, fine-tuning steps, the budget's norm and radius grid
