@@ -229,7 +229,8 @@ def universal_perturbation(victim, x: torch.Tensor, y: torch.Tensor, method: Met
                            seed: int = 0, x_eval: torch.Tensor | None = None,
                            y_eval: torch.Tensor | None = None,
                            callback=None, eps: float | None = None,
-                           norm: str = "2", oracle: dict | None = None) -> AttackResult:
+                           norm: str = "2", oracle: dict | None = None,
+                           kappa: float = 0.0) -> AttackResult:
     """Fine-tune one perturbation of ``x``'s image shape on ``(x, y)`` for ``steps`` steps.
 
     ``method``'s rule and random start are used; its oracle is replaced by exact gradients, or
@@ -240,7 +241,9 @@ def universal_perturbation(victim, x: torch.Tensor, y: torch.Tensor, method: Met
     sent to the victim (reporting calls excluded; white box, each is back-propagated).
     ``eps`` (optional) is a budget: the start and every step are projected onto the ball
     ``||delta||_2 <= eps`` (``norm="2"``) or ``|delta_i| <= eps`` (``norm="inf"``).
-    ``callback(step, metrics)`` sees each step; its time is not part of ``wall_time_s``.
+    ``kappa`` is the C&W confidence of the loss (the margin keeps pushing until the wrong class
+    leads by ``kappa``). ``callback(step, metrics)`` sees each step; its time is not part of
+    ``wall_time_s``.
     """
     eps, norm = check_budget(eps, norm, "attack")
     check_images(x, y)
@@ -249,7 +252,7 @@ def universal_perturbation(victim, x: torch.Tensor, y: torch.Tensor, method: Met
         if x_eval.shape[1:] != x.shape[1:]:
             raise ValueError(f"held-out images are {tuple(x_eval.shape[1:])} but the attack "
                              f"images are {tuple(x.shape[1:])}")
-    for label, v in (("lam", lam), ("mu", mu), ("init_scale", init_scale)):
+    for label, v in (("lam", lam), ("mu", mu), ("init_scale", init_scale), ("kappa", kappa)):
         if not math.isfinite(v) or v < 0:
             raise ValueError(f"{label} must be a finite number >= 0, got {v}")
     if steps < 0 or q < 1:
@@ -259,7 +262,7 @@ def universal_perturbation(victim, x: torch.Tensor, y: torch.Tensor, method: Met
     model = Perturbation(counter, tuple(x.shape[1:]), init_scale)
     batch = (x[None], y[None])
     tasks = UAPBatch(model, {"train": batch, "val": batch, "test": batch}, primary_metric="asr",
-                     lam=lam, eps=eps, norm=norm)
+                     lam=lam, kappa=kappa, eps=eps, norm=norm)
     if oracle is not None and not black_box:
         raise ValueError("an oracle configuration is for black-box attacks; pass "
                          "black_box=True or leave oracle out")

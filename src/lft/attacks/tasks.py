@@ -43,13 +43,14 @@ def uap_config(config: dict) -> dict:
 
 
 def trained_settings(fine_tuner: str | Path) -> dict:
-    """``{"lam": ..., "eps": ..., "norm": ...}`` of the UAP tasks a fine-tuner (a packaged name
-    or a checkpoint) was meta-trained on; only the keys its configuration holds."""
+    """``{"lam": ..., "kappa": ..., "eps": ..., "norm": ...}`` of the UAP tasks a fine-tuner (a
+    packaged name or a checkpoint) was meta-trained on; only the keys its configuration
+    holds."""
     from lft import checkpoint, pretrained
 
     _, meta = checkpoint.read(pretrained.resolve(fine_tuner))
     found = uap_config(meta.get("family", {}))
-    return {k: found[k] for k in ("lam", "eps", "norm") if found.get(k) is not None}
+    return {k: found[k] for k in ("lam", "kappa", "eps", "norm") if found.get(k) is not None}
 
 
 @dataclass

@@ -16,11 +16,13 @@ from lft.cli.common import UserError
 IMAGES_ONLY = ("classes", "eval_dir", "black_box")
 
 
-def cmd_attack_source(a, lam: float, eps: float | None, norm: str, make_method) -> int:
+def cmd_attack_source(a, lam: float, eps: float | None, norm: str, make_method,
+                      kappa: float = 0.0) -> int:
     """Evaluate ``--tasks`` UAP tasks of ``--source`` against ``--victim``; save the deltas.
 
     ``make_method(a, perturbation)`` builds the fine-tuning method from the options, as the
-    single attack does (``--fine-tuner`` or ``--rule``)."""
+    single attack does (``--fine-tuner`` or ``--rule``); ``kappa``: the loss's C&W
+    confidence."""
     from lft.attacks.attack import load_attack_victim
     from lft.attacks.tasks import attack_tasks, save_deltas
     from lft.perf import configure_threads
@@ -40,13 +42,13 @@ def cmd_attack_source(a, lam: float, eps: float | None, norm: str, make_method) 
     victim = load_attack_victim(a.victim)
     family = UAPFamily(source=a.source, victim=victim, lam=lam, ways=a.ways, shots=a.shots,
                        queries=a.queries, init_scale=a.init_scale, part="meta-test",
-                       data_dir=None, eps=eps, norm=norm)
+                       data_dir=None, eps=eps, norm=norm, kappa=kappa)
     method, how = make_method(a, Perturbation(victim, family.model.shape))
     budget = "no budget" if eps is None else f"budget ||delta||_{norm} <= {eps:g}"
     print(f"victim {victim.name}; {a.tasks} tasks of {family.name} ({a.ways} classes, "
           f"{a.shots} fine-tuning and {a.queries} held-out images per class, all classified "
           f"correctly), images {'x'.join(map(str, family.model.shape))}; fine-tuner {how}; "
-          f"lambda {lam:g}; {budget}; {steps} steps")
+          f"lambda {lam:g}; kappa {kappa:g}; {budget}; {steps} steps")
     r = attack_tasks(method, family, a.tasks, steps, a.seed, progress=not a.quiet)
     asr, dist = r.curves["asr"], r.curves["distortion"]
     mean, ci, d_mean, d_ci = asr.mean(), asr.ci95(), dist.mean(), dist.ci95()
@@ -62,7 +64,7 @@ def cmd_attack_source(a, lam: float, eps: float | None, norm: str, make_method) 
           f"distortion ||delta||_2/sqrt(d) {float(d_mean[-1]):.4f} +- {float(d_ci[-1]):.4f}; "
           f"queries {r.queries} {what} per task")
     record = {"victim": a.victim, "source": a.source, "fine_tuner": how, "tasks": a.tasks,
-              "steps": steps, "seed": a.seed, "lam": lam, "eps": eps,
+              "steps": steps, "seed": a.seed, "lam": lam, "kappa": kappa, "eps": eps,
               "norm": None if eps is None else norm, "ways": a.ways, "shots": a.shots,
               "queries": a.queries, "family": family.config(),
               "asr": [float(v) for v in mean], "asr_ci95": [float(v) for v in ci],
