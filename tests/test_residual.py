@@ -238,6 +238,22 @@ def test_packaging_reads_one_meta_seed_and_skips_paired_rows(tmp_path):
     assert got["values"]["accuracy"] == {"0": [0.6, 0.1], "1": [0.6, 0.1]}
 
 
+def test_packaging_reads_one_estimators_rows(tmp_path):
+    from lft.pretrained.package import reported_from_results
+
+    row = {"method": "lft", "oracle": "zo", "train_source": "sine", "test_source": "sine",
+           "metric": "mse", "n": 5, "step": 1, "ci95": 0.1}
+    rows = [{**row, "mean": 1.0, "estimator": "history"},
+            {**row, "mean": 2.0, "estimator": "gaussian"}]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"artefact": "figure4", "profile": "paper", "seed": 0,
+                                "rows": rows}))
+    with pytest.raises(ValueError, match="--estimator"):
+        reported_from_results(path, "lft", "zo")
+    got = reported_from_results(path, "lft", "zo", estimator="gaussian")
+    assert got["values"]["mse"] == {"1": [2.0, 0.1]}
+
+
 def test_a_schedule_can_start_from_given_multipliers():
     from lft.rules import build
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from lft import checkpoint
+from lft.oracles import is_zeroth_order
 from lft.pretrained import DIR
 from lft.reporting import note_matches
 from lft.safefiles import atomic_path
@@ -28,17 +29,20 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 
 def reported_from_results(results: str | Path, method: str, oracle: str,
                           train_source: str | None = None, test_source: str | None = None,
-                          note: str | None = None, meta_seed: int | None = None) -> dict:
+                          note: str | None = None, meta_seed: int | None = None,
+                          estimator: str | None = None) -> dict:
     """The rows of a ``results.json`` (shared schema) that belong to one method, per metric;
     ``note`` keeps only rows whose note is it or begins with it and ``;`` (e.g. Table 1's
-    ``lambda=0.001``), ``meta_seed`` only that meta-training run's rows. Paired (``versus``)
-    rows are never figures of the method itself and are left out."""
+    ``lambda=0.001``), ``meta_seed`` only that meta-training run's rows, ``estimator`` only
+    the rows of that zeroth-order estimator (Figure 4 runs ZO-LFT on several). Paired
+    (``versus``) rows are never figures of the method itself and are left out."""
     doc = json.loads(Path(results).read_text())
     rows = [r for r in doc["rows"] if r["method"] == method and r["oracle"] == oracle
             and not r.get("versus")
             and train_source in (None, r["train_source"])
             and test_source in (None, r["test_source"])
             and meta_seed in (None, r.get("meta_seed"))
+            and estimator in (None, r.get("estimator"))
             and (note is None or note_matches(r.get("note"), note))]
     if not rows:
         raise ValueError(f"{results} has no rows for method {method!r} with oracle {oracle!r}")
@@ -49,7 +53,7 @@ def reported_from_results(results: str | Path, method: str, oracle: str,
         if key in cell:
             raise ValueError(f"{results} has several {method}/{oracle} rows for "
                              f"{r['metric']} at step {key}: pass --train-source/--test-source/"
-                             "--note/--meta-seed")
+                             "--note/--meta-seed/--estimator")
         cell[key] = [r["mean"], r["ci95"]]
     steps = max(int(r["step"]) for r in rows if r["step"] is not None)
     return {"artefact": doc["artefact"], "profile": doc["profile"],
@@ -61,7 +65,8 @@ def reported_from_results(results: str | Path, method: str, oracle: str,
 def package(source: str | Path, name: str, description: str, command: str,
             results: str | Path | None = None, out_dir: str | Path = DIR,
             train_source: str | None = None, test_source: str | None = None,
-            note: str | None = None, meta_seed: int | None = None) -> Path:
+            note: str | None = None, meta_seed: int | None = None,
+            estimator: str | None = None) -> Path:
     """Write ``out_dir/NAME.safetensors`` from the checkpoint ``source``; returns its path.
 
     The family's ``data_dir`` is not kept (a folder of the machine that meta-trained it): the
@@ -78,8 +83,9 @@ def package(source: str | Path, name: str, description: str, command: str,
              "source": Path(source).name}
     if results is not None:
         entry["reported"] = reported_from_results(
-            results, meta["method"]["name"], meta["method"]["oracle"]["type"],
-            train_source, test_source, note, meta_seed)
+            results, meta["method"]["name"],
+            "zo" if is_zeroth_order(meta["method"]["oracle"]) else "fo",
+            train_source, test_source, note, meta_seed, estimator)
     extra = {**meta["extra"], "pretrained": entry}
     header = {"format": checkpoint.FORMAT, "version": str(checkpoint.VERSION),
               "method": json.dumps(meta["method"]),
@@ -107,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                    "then ';'): Table 1's lambda=VALUE, the chosen lambda")
     a.add_argument("--meta-seed", type=int, default=None,
                    help="only the rows of this meta-training run (artefacts with several)")
+    a.add_argument("--estimator", default=None,
+                   help="only the rows of this zeroth-order estimator (e.g. history)")
     a.add_argument("--out-dir", default=str(DIR))
     sub.add_parser("list", help="list the packaged fine-tuners")
     args = p.parse_args(argv)
@@ -118,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         out = package(args.checkpoint, args.name, args.description, args.command,
                       args.results, args.out_dir, args.train_source, args.test_source,
-                      args.note, args.meta_seed)
+                      args.note, args.meta_seed, args.estimator)
     except (ValueError, FileNotFoundError) as e:
         print(f"lft.pretrained: error: {e}", file=sys.stderr)
         return 2
