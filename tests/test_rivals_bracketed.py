@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = ("uap-rivals-paper-kappa", "uap-rivals-black-box-subspace", "uap-rivals-paper-kappa-final")
+RUNS = ("uap-rivals-paper-kappa", "uap-rivals-black-box-subspace", "uap-rivals-paper-kappa-final",
+        "uap-rivals-black-box-subspace-budgets")
 
 
 def tunings(run: str):
