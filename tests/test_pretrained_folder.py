@@ -5,7 +5,9 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +20,13 @@ from lft.finetuner import FineTuner
 from lft.pretrained import folder
 
 PACKAGED = sorted(FineTuner.list())
+BASES = Path(tempfile.mkdtemp(prefix="lft-bases-"))
+
+
+def test_a_subspace_fine_tuner_asks_for_its_basis_file():
+    model = nn.Linear(783, 1)
+    with pytest.raises(ValueError, match="pass basis=FILE"):
+        FineTuner.load("uap-mnist-zo-lft-sgd").optimizer(model)
 
 
 def params_and_grads(seed=0):
@@ -39,9 +48,20 @@ def functional_run(ft, steps=3):
 
 def optimizer_run(ft, steps=3):
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
-    x, y = torch.randn(8, 3), torch.randn(8, 1)
-    opt = ft.optimizer(model, seed=1, **({"q": 4} if ft.zeroth_order else {}))
+    dim = ft.oracle.get("dim") if ft.oracle.get("type") == "subspace" else None
+    if dim is None:
+        model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+        x = torch.randn(8, 3)
+    else:  # queries along a basis fitted for optimisees of dim parameters: one that size
+        model, x = nn.Linear(dim - 1, 1), torch.randn(8, dim - 1)
+    y = torch.randn(8, 1)
+    more = {"q": 4} if ft.zeroth_order and dim is None else {}
+    if dim is not None:  # the packaged basis, as the file the optimizer reads
+        from lft.oracles import save_basis
+
+        tensors, _ = checkpoint.read(lft.pretrained.resolve(ft.name))
+        more["basis"] = str(save_basis(BASES / f"{ft.name}.safetensors", tensors["oracle.basis"]))
+    opt = ft.optimizer(model, seed=1, **more)
 
     def closure():
         opt.zero_grad()

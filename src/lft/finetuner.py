@@ -152,6 +152,13 @@ class FineTuner:
             validation.boolean("zeroth_order", zeroth_order, "FineTuner.optimizer")
         zo = self.zeroth_order if zeroth_order is None else zeroth_order
         settings = {**(self.oracle if self.zeroth_order else {}), **oracle}
+        if zo and settings.get("type") == "subspace" and settings.get("basis") is None:
+            raise ValueError(
+                f"FineTuner.optimizer: {self.name} queries along {settings.get('q')} directions "
+                f"fitted for optimisees of {settings.get('dim')} parameters (one victim's "
+                "perturbation); the optimizer needs them as a file: pass basis=FILE (the "
+                "checkpoint's 'oracle.basis' tensor, written with lft.oracles.save_basis), "
+                "or use lft attack / lft evaluate, which read them from the checkpoint")
         return LearnedOptimizer(params, self.rule, lr=lr_scale, zeroth_order=zo,
                                 oracle=settings, seed=seed)
 
