@@ -98,20 +98,15 @@ def run_job(job: MethodJob | dict, progress: bool = True, threads: int | None = 
         method = Method(cfg, family, seed=job.seed)
     record["method_config"] = cfg.to_dict()
     if job.tests is not None:  # evaluate on each named test family (e.g. other image sources)
-        record["tests"] = {}
-        for name, test_family in job.tests.items():
-            curves = evaluate(method, build_family(test_family), n_tasks=job.test_tasks,
-                              steps=job.steps, seed=job.test_seed, progress=progress,
-                              chunk=_get(job, "eval_chunk", 250), record=job.record)
-            record["tests"][name] = {k: c.values.tolist() for k, c in curves.items()}
+        def on_tests(n_tasks: int, seed: int, purpose: str) -> dict:
+            return {name: {k: c.values.tolist() for k, c in evaluate(
+                method, build_family(test_family), n_tasks=n_tasks, steps=job.steps, seed=seed,
+                progress=progress, chunk=_get(job, "eval_chunk", 250), purpose=purpose,
+                record=job.record).items()} for name, test_family in job.tests.items()}
+
+        record["tests"] = on_tests(job.test_tasks, job.test_seed, "test")
         if job.select_tasks is not None:  # meta-training images, for choices between variants
-            record["select"] = {}
-            for name, test_family in job.tests.items():
-                curves = evaluate(method, build_family(test_family), n_tasks=job.select_tasks,
-                                  steps=job.steps, seed=job.seed, progress=progress,
-                                  chunk=_get(job, "eval_chunk", 250), purpose="select",
-                                  record=job.record)
-                record["select"][name] = {k: c.values.tolist() for k, c in curves.items()}
+            record["select"] = on_tests(job.select_tasks, job.seed, "select")
     else:
         curves = evaluate(method, family, n_tasks=job.test_tasks, steps=job.steps,
                           seed=job.test_seed, progress=progress)

@@ -18,7 +18,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from lft import checkpoint
-from lft.oracles import is_zeroth_order
+from lft.meta.learners import MethodConfig
 from lft.pretrained import DIR
 from lft.reporting import note_matches
 from lft.safefiles import atomic_path
@@ -84,7 +84,7 @@ def package(source: str | Path, name: str, description: str, command: str,
     if results is not None:
         entry["reported"] = reported_from_results(
             results, meta["method"]["name"],
-            "zo" if is_zeroth_order(meta["method"]["oracle"]) else "fo",
+            MethodConfig.from_dict(meta["method"]).oracle_kind,
             train_source, test_source, note, meta_seed, estimator)
     extra = {**meta["extra"], "pretrained": entry}
     header = {"format": checkpoint.FORMAT, "version": str(checkpoint.VERSION),
